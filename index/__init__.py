@@ -1,0 +1,1 @@
+"""Search kernels and indexes over rows and bitmaps (no files, no collections)."""

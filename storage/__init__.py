@@ -1,0 +1,1 @@
+"""The segment store: WAL, memtable, sealed Arrow segments, manifests, compaction, snapshots."""

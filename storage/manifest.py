@@ -1,0 +1,111 @@
+"""Versioned manifests: the one description of a collection's durable state.
+
+Each version is a JSON file ``manifest/v{version:08d}.json`` with an explicit format header,
+committed atomically (temp file, fsync, rename, fsync the directory). The highest version on
+disk is current; older ones stay readable (time travel) until garbage collection.
+
+A manifest names the collection's settings, its sealed segments with their delete bitmap
+files, and the WAL checkpoint: every record with ``seq <= checkpoint`` is reflected in the
+segments and bitmaps, so replay starts after it.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from vecdb.errors import Corruption, VersionNotFound
+from vecdb.storage.segment import write_file_durably
+
+FORMAT = "vecdb-manifest"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SegmentEntry:
+    num: int
+    file: str
+    rows: int
+    deletes: str | None = None   # delete bitmap file, None when no row is deleted
+    deleted: int = 0
+
+
+@dataclass(frozen=True)
+class Manifest:
+    version: int
+    name: str
+    dim: int
+    metric: str
+    id_type: str | None
+    schema: dict[str, str]
+    index: dict
+    segments: tuple[SegmentEntry, ...] = ()
+    checkpoint: int = 0          # last WAL seq reflected in segments and bitmaps
+    next_segment: int = 1
+    created_at: float = field(default_factory=time.time)
+
+    def files(self) -> set[str]:
+        """Data files (segments, bitmaps) this version needs."""
+        out = set()
+        for s in self.segments:
+            out.add(s.file)
+            if s.deletes:
+                out.add(s.deletes)
+        return out
+
+    def to_json(self) -> str:
+        body = asdict(self)
+        body["segments"] = [asdict(s) for s in self.segments]
+        return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **body}, indent=1)
+
+    @staticmethod
+    def from_json(text: str) -> "Manifest":
+        body = json.loads(text)
+        if body.pop("format", None) != FORMAT or body.pop("format_version", None) != FORMAT_VERSION:
+            raise ValueError("not a vecdb manifest of a supported version")
+        body["segments"] = tuple(SegmentEntry(**s) for s in body["segments"])
+        return Manifest(**body)
+
+    def next(self, **changes) -> "Manifest":
+        """The following version with ``changes`` applied."""
+        return replace(self, version=self.version + 1, created_at=time.time(), **changes)
+
+
+def manifest_path(directory: Path, version: int) -> Path:
+    return directory / f"v{version:08d}.json"
+
+
+def list_versions(directory: Path) -> list[int]:
+    out = []
+    for p in directory.glob("v*.json"):
+        try:
+            out.append(int(p.stem[1:]))
+        except ValueError:
+            continue
+    return sorted(out)
+
+
+def load(directory: Path, version: int | None = None) -> Manifest:
+    """The given version, or the current (highest) one."""
+    versions = list_versions(directory)
+    if not versions:
+        raise Corruption(f"no manifest in {directory}")
+    v = versions[-1] if version is None else version
+    if v not in versions:
+        raise VersionNotFound(f"version {v} does not exist (versions: {versions[0]}..{versions[-1]})")
+    try:
+        m = Manifest.from_json(manifest_path(directory, v).read_text())
+    except (ValueError, TypeError, KeyError) as e:
+        raise Corruption(f"manifest version {v} in {directory} cannot be read: {e}") from e
+    if m.version != v:
+        raise Corruption(f"manifest file v{v} claims version {m.version}")
+    return m
+
+
+def commit(directory: Path, manifest: Manifest) -> None:
+    """Write ``manifest`` as a new version, atomically and durably."""
+    path = manifest_path(directory, manifest.version)
+    if path.exists():
+        raise Corruption(f"manifest version {manifest.version} already exists")
+    write_file_durably(path, lambda f: f.write(manifest.to_json().encode()))

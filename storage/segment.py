@@ -1,0 +1,176 @@
+"""Sealed segments: immutable Arrow IPC files read through mmap, plus their delete bitmaps.
+
+A segment file holds one uncompressed record batch with the row schema (``id``, ``vector``
+as FixedSizeList<float32>, payload columns) and schema metadata naming the format version.
+Vectors reach numpy as a zero-copy view of the mapped file.
+
+Delete bitmap file: ``b"VDBDEL01"`` + u64 row count + u32 crc32(bits) + packed bits
+(``np.packbits``, 1 = deleted). Each version of a segment's deletes is a new file; the
+manifest names the one that belongs to it.
+
+In memory a segment keeps ``deleted_seq`` (int64 per row: the sequence number of the delete,
+``ALIVE`` if none) so a reader at sequence ``s`` sees exactly the deletes up to ``s``.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from vecdb.errors import Corruption
+from vecdb.storage.schema import ID, VECTOR
+
+SEGMENT_FORMAT = b"vecdb-segment"
+SEGMENT_FORMAT_VERSION = b"1"
+DEL_MAGIC = b"VDBDEL01"
+DEL_HEADER = struct.Struct("<8sQI")
+ALIVE = np.iinfo(np.int64).max
+
+
+def segment_name(num: int) -> str:
+    return f"seg-{num:08d}.arrow"
+
+
+def deletes_name(num: int, version: int) -> str:
+    return f"seg-{num:08d}.del-{version:08d}"
+
+
+def write_file_durably(path: Path, write) -> None:
+    """Write via ``write(f)`` into a temp file, fsync, rename into place, fsync the directory."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_segment(path: Path, table: pa.Table) -> None:
+    """Write ``table`` (row schema) as one uncompressed record batch, durably."""
+    meta = dict(table.schema.metadata or {})
+    meta.update({b"vecdb.format": SEGMENT_FORMAT, b"vecdb.format_version": SEGMENT_FORMAT_VERSION})
+    table = table.replace_schema_metadata(meta).combine_chunks()
+    batch = table.to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema)
+
+    def write(f):
+        with pa.ipc.new_file(f, table.schema) as w:
+            w.write_batch(batch)
+    write_file_durably(path, write)
+
+
+def write_deletes(path: Path, deleted: np.ndarray) -> None:
+    """Persist a bool mask of deleted rows."""
+    bits = np.packbits(deleted.astype(bool)).tobytes()
+
+    def write(f):
+        f.write(DEL_HEADER.pack(DEL_MAGIC, len(deleted), zlib.crc32(bits)))
+        f.write(bits)
+    write_file_durably(path, write)
+
+
+def read_deletes(path: Path, n_rows: int) -> np.ndarray:
+    data = path.read_bytes()
+    if len(data) < DEL_HEADER.size:
+        raise Corruption(f"delete bitmap {path.name} is truncated")
+    magic, n, crc = DEL_HEADER.unpack_from(data)
+    bits = data[DEL_HEADER.size:]
+    if magic != DEL_MAGIC or n != n_rows or zlib.crc32(bits) != crc or len(bits) != (n + 7) // 8:
+        raise Corruption(f"delete bitmap {path.name} fails its header or checksum")
+    return np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=n).astype(bool)
+
+
+class Segment:
+    """One sealed, memory-mapped segment and its in-memory delete state.
+
+    Thread contract: ``delete_rows`` is called under the owning store's write lock; readers
+    call ``alive_mask`` without locks (``deleted_seq`` only ever changes ALIVE -> seq).
+    """
+
+    def __init__(self, num: int, path: Path, dim: int, deleted: np.ndarray | None = None,
+                 deletes_file: str | None = None):
+        self.num = num
+        self.path = path
+        try:
+            source = pa.memory_map(str(path), "r")
+            reader = pa.ipc.open_file(source)
+            meta = reader.schema.metadata or {}
+            if meta.get(b"vecdb.format") != SEGMENT_FORMAT:
+                raise Corruption(f"segment {path.name} is not a vecdb segment")
+            if meta.get(b"vecdb.format_version") != SEGMENT_FORMAT_VERSION:
+                raise Corruption(f"segment {path.name} has unsupported format version")
+            self.table = reader.read_all()
+        except (OSError, pa.ArrowInvalid) as e:
+            raise Corruption(f"segment {path.name} cannot be read: {e}") from e
+        self.n = self.table.num_rows
+        self.dim = dim
+        if self.n:
+            col = self.table.column(VECTOR)
+            if col.num_chunks != 1:
+                col = pa.chunked_array([pa.concat_arrays(col.chunks)])
+            values = col.chunk(0).values
+            self.vectors = values.to_numpy(zero_copy_only=True).reshape(self.n, dim)
+        else:
+            self.vectors = np.empty((0, dim), dtype=np.float32)
+        self.deleted_seq = np.full(self.n, ALIVE, dtype=np.int64)
+        if deleted is not None:
+            self.deleted_seq[deleted] = 0
+        self.n_deleted = int(deleted.sum()) if deleted is not None else 0
+        self.deletes_file = deletes_file
+        self.dirty = False          # deletes changed since the manifest's bitmap
+        self.last_delete_seq = 0
+        self._mask_lock = threading.Lock()
+        self._mask: tuple[int, np.ndarray | None] | None = None
+        self._norms: np.ndarray | None = None
+
+    @property
+    def ids(self) -> pa.ChunkedArray:
+        return self.table.column(ID)
+
+    @property
+    def n_alive(self) -> int:
+        return self.n - self.n_deleted
+
+    def delete_rows(self, rows: np.ndarray, seq: int) -> None:
+        """Mark rows deleted at ``seq`` (rows must be alive). Caller holds the write lock."""
+        if len(rows) == 0:
+            return
+        self.deleted_seq[rows] = seq
+        self.n_deleted += len(rows)
+        self.last_delete_seq = seq
+        self.dirty = True
+
+    def deleted_mask(self) -> np.ndarray:
+        """Rows deleted by any delete applied so far (for persisting)."""
+        return self.deleted_seq != ALIVE
+
+    def alive_mask(self, seq: int) -> np.ndarray | None:
+        """Rows alive for a reader at ``seq``; ``None`` means every row."""
+        last = self.last_delete_seq
+        if seq < last:  # a reader older than the latest delete: compute its own view
+            mask = self.deleted_seq > seq
+            return None if mask.all() else mask
+        cached = self._mask
+        if cached is not None and cached[0] == last:
+            return cached[1]
+        with self._mask_lock:
+            mask = self.deleted_seq > seq
+            result = None if mask.all() else mask
+            self._mask = (last, result)
+        return result
+
+    def norms(self) -> np.ndarray:
+        """Squared L2 norms of the rows, computed once on first use."""
+        if self._norms is None:
+            from vecdb.index.exact import squared_norms
+            self._norms = squared_norms(self.vectors)
+        return self._norms

@@ -1,0 +1,552 @@
+"""One collection's storage engine: WAL + memtable + sealed segments under versioned manifests.
+
+Layout of a collection directory::
+
+    manifest/v00000001.json ...   versions (the highest is current)
+    segments/seg-00000001.arrow   sealed segments; seg-00000001.del-00000004 delete bitmaps
+    wal/wal-<first seq>.log       write-ahead log since the manifest's checkpoint
+
+Writers take ``write_lock``: WAL append, then apply to memory. Under ``always`` the write
+is acknowledged after the group-commit fsync. Readers take a ``StoreView`` (segments and a
+memtable prefix as of the visible sequence number) and never lock (DESIGN §9).
+The manifest changes only in ``_commit``: build the next version, write it durably, install.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vecdb.errors import Corruption, Unavailable
+from vecdb.storage import compaction, manifest as mf
+from vecdb.storage.manifest import Manifest, SegmentEntry
+from vecdb.storage.memtable import Memtable, MemtableView
+from vecdb.storage.schema import ID, payload_schema, row_schema
+from vecdb.storage.segment import (ALIVE, Segment, deletes_name, read_deletes, segment_name,
+                                   write_deletes, write_segment)
+from vecdb.storage.wal import OP_DELETE, OP_UPSERT, WalWriter, fsync_dir, replay, wal_files
+
+log = logging.getLogger("vecdb.storage")
+
+MEMTABLE_KEY = 0          # id-map code of memtable rows: row number (segment rows: num << 32 | row)
+ROW_BITS = 32
+
+# In-process pins of manifest versions held by open read-only views: GC keeps their files.
+_pins: Counter = Counter()
+_pins_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    durability: str = "always"
+    sync_interval_ms: int = 100
+    seal_rows: int = 1_000_000
+    seal_bytes: int = 256 << 20
+    compact_target_rows: int = 2_000_000
+    auto_compact: bool = True
+    keep_versions: int = 10
+    keep_versions_for_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class StoreView:
+    """What one reader sees: sealed segments and a memtable prefix, as of ``seq``."""
+
+    seq: int
+    segments: tuple[Segment, ...]
+    memtable: MemtableView | None
+    manifest: Manifest
+    schema: pa.Schema = field(repr=False)      # id + payload columns
+
+    def parts(self):
+        """(vectors, alive mask or None, payload table thunk, norms thunk) per searchable part."""
+        out = []
+        for s in self.segments:
+            out.append((s.vectors, s.alive_mask(self.seq), (lambda s=s: s.table), s.norms))
+        if self.memtable is not None and self.memtable.n:
+            m = self.memtable
+            out.append((m.vectors[:m.n], m.alive_mask(), lambda: m.payload_table(self.schema), None))
+        return out
+
+
+class CollectionStore:
+    """Durable storage of one collection. Create with ``create`` or ``open``."""
+
+    def __init__(self, directory: Path, manifest: Manifest, options: StoreOptions,
+                 read_only: bool = False):
+        self.dir = directory
+        self.options = options
+        self.read_only = read_only
+        self.write_lock = threading.RLock()
+        self._manifest = manifest
+        self._closed = False
+        self._idmap: dict | None = None
+        self._compacting = threading.Lock()
+        self._pending: set[str] = set()     # files being written, not yet in a manifest
+        self._next_num = manifest.next_segment
+        self._bg: threading.Thread | None = None
+        self._segments: dict[int, Segment] = {}
+        for e in manifest.segments:
+            deleted = read_deletes(self.dir / "segments" / e.deletes, e.rows) if e.deletes else None
+            seg = Segment(e.num, self.dir / "segments" / e.file, manifest.dim, deleted, e.deletes)
+            if seg.n != e.rows:
+                raise Corruption(f"segment {e.file} has {seg.n} rows, manifest says {e.rows}")
+            self._segments[e.num] = seg
+        self._memtable = self._new_memtable()
+        self._state = (tuple(self._segments.values()), self._memtable)
+        self._seq = manifest.checkpoint
+        self._applied = manifest.checkpoint
+        self._wal: WalWriter | None = None
+        if read_only:
+            with _pins_lock:
+                _pins[(str(directory), manifest.version)] += 1
+            return
+        self._replay()
+        self._wal = WalWriter(self.dir / "wal", self._seq + 1, options.durability,
+                              options.sync_interval_ms)
+        self._gc()
+
+    # ---- construction -------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: Path, manifest: Manifest, options: StoreOptions) -> "CollectionStore":
+        """Create the directory tree and first manifest atomically (a temp dir renamed)."""
+        tmp = directory.with_name(directory.name + ".creating")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for sub in ("manifest", "segments", "wal"):
+            (tmp / sub).mkdir(parents=True)
+        mf.commit(tmp / "manifest", manifest)
+        os.replace(tmp, directory)
+        fsync_dir(directory.parent)
+        return cls(directory, manifest, options)
+
+    @classmethod
+    def open(cls, directory: Path, options: StoreOptions, version: int | None = None,
+             read_only: bool = False) -> "CollectionStore":
+        return cls(directory, mf.load(directory / "manifest", version), options, read_only)
+
+    def _new_memtable(self) -> Memtable:
+        m = self._manifest
+        return Memtable(m.dim, payload_schema(m.id_type or "string", m.schema))
+
+    # ---- state ---------------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    def _check_open(self, write: bool = False) -> None:
+        if self._closed:
+            raise Unavailable(f"collection {self._manifest.name!r} is closed")
+        if write and self.read_only:
+            raise Unavailable(f"collection {self._manifest.name!r} is a read-only view "
+                              f"(version {self._manifest.version})")
+
+    def visible_seq(self) -> int:
+        """Every record up to this is applied and (under ``always``) durable."""
+        if self._wal is None or self.options.durability == "batch":
+            return self._applied
+        return min(self._applied, self._wal.synced_seq)
+
+    def view(self) -> StoreView:
+        self._check_open()
+        seq = self.visible_seq()     # take seq before the state: see DESIGN §9 / memtable.py
+        segments, memtable = self._state
+        m = self._manifest
+        return StoreView(seq, segments, memtable.view(seq),
+                         m, payload_schema(m.id_type or "string", m.schema))
+
+    def set_id_type(self, id_type: str) -> None:
+        """Fix the id type on first write (commits a manifest version). Caller holds write_lock."""
+        if self._manifest.id_type is None:
+            self._commit(self._manifest.next(id_type=id_type))
+            assert self._memtable.n == 0
+            self._memtable = self._new_memtable()
+            self._state = (self._state[0], self._memtable)
+
+    # ---- writes --------------------------------------------------------------------------
+
+    def _ids_to_codes(self, ids: list) -> list:
+        idmap = self._ensure_idmap()
+        return [idmap.get(i) for i in ids]
+
+    def _ensure_idmap(self) -> dict:
+        if self._idmap is None:
+            idmap: dict = {}
+            for seg in self._state[0]:
+                alive = np.flatnonzero(seg.deleted_seq == ALIVE)
+                ids = seg.ids.take(pa.array(alive)).to_pylist()
+                idmap.update(zip(ids, ((seg.num << ROW_BITS) + alive).tolist()))
+            rows, ids = self._memtable.alive_ids()
+            idmap.update(zip(ids, rows.tolist()))
+            self._idmap = idmap
+        return self._idmap
+
+    def _tombstone(self, codes: list, seq: int) -> int:
+        """Delete the rows behind id-map codes (None = absent). Returns how many."""
+        mem_rows, seg_rows = [], {}
+        for c in codes:
+            if c is None:
+                continue
+            num, row = c >> ROW_BITS, c & ((1 << ROW_BITS) - 1)
+            if num == MEMTABLE_KEY:
+                mem_rows.append(row)
+            else:
+                seg_rows.setdefault(num, []).append(row)
+        self._memtable.delete_rows(np.array(mem_rows, dtype=np.int64), seq)
+        for num, rows in seg_rows.items():
+            self._segments[num].delete_rows(np.array(rows, dtype=np.int64), seq)
+        return len(mem_rows) + sum(len(r) for r in seg_rows.values())
+
+    def upsert(self, batch: pa.RecordBatch, vectors: np.ndarray) -> int:
+        """Insert or replace rows (``batch`` has the row schema, ``vectors`` its vectors).
+
+        Ids must be unique within the batch (the caller checks). Returns once acknowledged.
+        """
+        self._check_open(write=True)
+        with self.write_lock:
+            seq = self._seq + 1
+            self._wal.append(seq, OP_UPSERT, batch)
+            self._seq = seq
+            self._apply_upsert(batch, vectors, seq)
+        self._acknowledge(seq)
+        return seq
+
+    def _apply_upsert(self, batch: pa.RecordBatch, vectors: np.ndarray, seq: int) -> None:
+        ids = batch.column(0).to_pylist()
+        self._tombstone(self._ids_to_codes(ids), seq)
+        payload = pa.RecordBatch.from_arrays(
+            [batch.column(0)] + [batch.column(f.name) for f in self._memtable.schema if f.name != ID],
+            schema=self._memtable.schema)
+        start = self._memtable.append(vectors, payload, seq)
+        self._idmap.update(zip(ids, range(start, start + len(ids))))
+        self._applied = seq
+
+    def delete(self, ids: list) -> tuple[int, int]:
+        """Delete rows by id. Returns (seq, rows deleted); ids not present are ignored."""
+        self._check_open(write=True)
+        with self.write_lock:
+            codes = self._ids_to_codes(ids)
+            if not any(c is not None for c in codes):
+                return self._applied, 0
+            seq = self._seq + 1
+            id_type = pa.string() if self._manifest.id_type == "string" else pa.int64()
+            batch = pa.RecordBatch.from_arrays([pa.array(ids, type=id_type)], names=[ID])
+            self._wal.append(seq, OP_DELETE, batch)
+            self._seq = seq
+            n = self._apply_delete(ids, seq)
+        self._acknowledge(seq)
+        return seq, n
+
+    def _apply_delete(self, ids: list, seq: int) -> int:
+        codes = self._ids_to_codes(ids)
+        n = self._tombstone(codes, seq)
+        for i, c in zip(ids, codes):
+            if c is not None:
+                del self._idmap[i]
+        self._applied = seq
+        return n
+
+    def _acknowledge(self, seq: int) -> None:
+        if self.options.durability == "always":
+            self._wal.sync_to(seq)
+        if self._memtable.n >= self.options.seal_rows or self._memtable.nbytes >= self.options.seal_bytes:
+            with self.write_lock:
+                if self._memtable.n >= self.options.seal_rows or self._memtable.nbytes >= self.options.seal_bytes:
+                    self.flush()
+
+    def _replay(self) -> None:
+        wal_dir = self.dir / "wal"
+        for rec in replay(wal_dir):
+            if rec.seq <= self._manifest.checkpoint:
+                continue
+            ids = rec.batch.column(0).to_pylist()
+            if rec.op == OP_UPSERT:
+                if self._manifest.id_type is None:   # crash between first WAL write and manifest
+                    raise Corruption("WAL holds rows but the manifest has no id type")
+                vec = rec.batch.column(1)
+                vectors = vec.values.to_numpy(zero_copy_only=False).reshape(len(vec), self._manifest.dim)
+                self._ensure_idmap()
+                self._apply_upsert(rec.batch, vectors, rec.seq)
+            else:
+                self._apply_delete(ids, rec.seq)
+            self._seq = rec.seq
+        self._applied = self._seq
+        self._state = (self._state[0], self._memtable)
+
+    # ---- checkpoints: seal, persist deletes, commit ---------------------------------------
+
+    def flush(self) -> int:
+        """Seal the memtable and persist pending deletes as a new manifest version.
+
+        Returns the manifest version. Old WAL files are retired after the commit.
+        """
+        self._check_open(write=True)
+        with self.write_lock:
+            self._wal.sync()
+            m = self._manifest
+            dirty = [s for s in self._state[0] if s.dirty]
+            if self._memtable.n == 0 and not dirty and m.checkpoint == self._seq:
+                return m.version
+            version = m.version + 1
+            new_seg = None
+            if self._memtable.n_alive:
+                rs = row_schema(m.dim, m.id_type, m.schema)
+                table, alive_rows = self._memtable.sealed_table(rs)
+                new_seg = self._next_num
+                self._next_num += 1
+                path = self.dir / "segments" / segment_name(new_seg)
+                t0 = time.perf_counter()
+                write_segment(path, table)
+                log.info("sealed %s: %d rows in %.2fs", path.name, table.num_rows, time.perf_counter() - t0)
+            entries = self._entries_with_deletes(version, dirty)
+            if new_seg is not None:
+                entries.append(SegmentEntry(new_seg, segment_name(new_seg), len(alive_rows)))
+            self._commit(m.next(segments=tuple(entries), checkpoint=self._seq))
+            # install: the sealed rows move from the memtable to the new segment
+            if new_seg is not None:
+                seg = Segment(new_seg, self.dir / "segments" / segment_name(new_seg), m.dim)
+                self._segments[new_seg] = seg
+                if self._idmap is not None:
+                    base = new_seg << ROW_BITS
+                    ids = seg.ids.to_pylist()
+                    self._idmap.update(zip(ids, range(base, base + len(ids))))
+            for s in dirty:
+                s.dirty = False
+            self._memtable = self._new_memtable()
+            live = [self._segments[e.num] for e in self._manifest.segments]
+            self._segments = {s.num: s for s in live}
+            self._state = (tuple(live), self._memtable)
+            self._wal.rotate(self._seq + 1)
+            for old in wal_files(self.dir / "wal")[:-1]:
+                old.unlink()
+            self._gc()
+            version = self._manifest.version
+        self._maybe_auto_compact()
+        return version
+
+    def _entries_with_deletes(self, version: int, dirty: list[Segment]) -> list[SegmentEntry]:
+        """Current segment entries with fresh bitmaps for ``dirty`` ones; empty segments dropped."""
+        entries = []
+        dirty_nums = {s.num for s in dirty}
+        for e in self._manifest.segments:
+            seg = self._segments[e.num]
+            if seg.n_alive == 0:
+                continue
+            if e.num in dirty_nums:
+                name = deletes_name(e.num, version)
+                write_deletes(self.dir / "segments" / name, seg.deleted_mask())
+                seg.deletes_file = name
+                e = SegmentEntry(e.num, e.file, e.rows, name, seg.n_deleted)
+            entries.append(e)
+        return entries
+
+    def _commit(self, manifest: Manifest) -> None:
+        """The one place the manifest changes: write the version durably, then install it."""
+        manifest = replace(manifest, next_segment=max(manifest.next_segment, self._next_num))
+        mf.commit(self.dir / "manifest", manifest)
+        self._manifest = manifest
+
+    # ---- compaction ----------------------------------------------------------------------
+
+    def compact(self) -> dict:
+        """Merge small segments and drop deleted rows; returns what was done.
+
+        Runs without blocking writers for the heavy part: the merge reads a view; deletes
+        that land meanwhile are carried over to the new segment when it is installed.
+        """
+        self._check_open(write=True)
+        with self._compacting:
+            self.flush()
+            with self.write_lock:
+                seq = self._seq
+                stats = [compaction.SegmentStats(s.num, s.n, s.n_alive) for s in self._state[0]]
+                groups = compaction.plan(stats, self.options.compact_target_rows)
+                if not groups:
+                    return {"merged": 0, "segments": len(stats)}
+                work = []
+                for group in groups:
+                    segs = [self._segments[n] for n in group]
+                    work.append((segs, [s.deleted_seq == ALIVE for s in segs], self._next_num))
+                    self._pending.add(segment_name(self._next_num))
+                    self._next_num += 1
+            written = []
+            try:
+                for segs, masks, num in work:
+                    table = compaction.merge([s.table for s in segs], masks)
+                    if table.num_rows:
+                        write_segment(self.dir / "segments" / segment_name(num), table)
+                    written.append((segs, num, table.num_rows, masks))
+                with self.write_lock:
+                    self._install_compaction(written)
+            finally:
+                self._pending.clear()
+            merged = sum(len(segs) for segs, *_ in written)
+            log.info("compacted %d segment(s) into %d", merged, len(written))
+            return {"merged": merged, "segments": len(self._state[0])}
+
+    def _install_compaction(self, written) -> None:
+        """Swap merged segments in, carrying over deletes made during the merge. Holds write_lock."""
+        m = self._manifest
+        replaced = {s.num for segs, *_ in written for s in segs}
+        new_segments = []
+        for segs, num, rows, masks in written:
+            if rows == 0:
+                continue
+            seg = Segment(num, self.dir / "segments" / segment_name(num), m.dim)
+            offset = 0
+            for old, was_alive in zip(segs, masks):
+                old_rows = np.flatnonzero(was_alive)
+                late = old.deleted_seq[old_rows]
+                for s in np.unique(late[late != ALIVE]):
+                    seg.delete_rows(offset + np.flatnonzero(late == s), int(s))
+                if self._idmap is not None:
+                    still = late == ALIVE
+                    ids = old.ids.take(pa.array(old_rows[still])).to_pylist()
+                    new_rows = offset + np.flatnonzero(still)
+                    self._idmap.update(zip(ids, ((num << ROW_BITS) + new_rows).tolist()))
+                offset += len(old_rows)
+            new_segments.append(seg)
+        entries = [e for e in m.segments if e.num not in replaced]
+        live = [self._segments[e.num] for e in entries]
+        for seg in new_segments:
+            entries.append(SegmentEntry(seg.num, segment_name(seg.num), seg.n))
+            live.append(seg)
+        self._commit(m.next(segments=tuple(entries)))
+        self._segments = {s.num: s for s in live}
+        self._state = (tuple(live), self._memtable)
+        self._gc()
+
+    def _maybe_auto_compact(self) -> None:
+        if not self.options.auto_compact or self._closed:
+            return
+        stats = [compaction.SegmentStats(s.num, s.n, s.n_alive) for s in self._state[0]]
+        if len(stats) < 4 and not any(s.rows and (s.rows - s.alive) / s.rows > 0.5 for s in stats):
+            return
+        if not compaction.plan(stats, self.options.compact_target_rows):
+            return
+        if self._bg is not None and self._bg.is_alive():
+            return
+
+        def run():
+            try:
+                self.compact()
+            except Exception:  # background work must not kill the process; logged for the operator
+                if not self._closed:
+                    log.exception("background compaction of %s failed", self._manifest.name)
+        self._bg = threading.Thread(target=run, name="vecdb-compact", daemon=True)
+        self._bg.start()
+
+    # ---- versions, GC, snapshots -----------------------------------------------------------
+
+    def list_versions(self) -> list[dict]:
+        out = []
+        for v in mf.list_versions(self.dir / "manifest"):
+            try:
+                m = mf.load(self.dir / "manifest", v)
+            except Exception:
+                continue
+            out.append({"version": v, "created_at": m.created_at,
+                        "rows": sum(e.rows - e.deleted for e in m.segments),
+                        "segments": len(m.segments)})
+        return out
+
+    def _gc(self) -> None:
+        """Drop old manifest versions (keep-last-N / keep-for-duration) and unreferenced files.
+
+        Keeps files of versions pinned by open read-only views in this process, and of the
+        compaction in progress (its manifest already reserved their segment numbers).
+        """
+        mdir = self.dir / "manifest"
+        versions = mf.list_versions(mdir)
+        keep_n = set(versions[-max(1, self.options.keep_versions):])
+        now = time.time()
+        with _pins_lock:
+            pinned = {v for (d, v), c in _pins.items() if d == str(self.dir) and c > 0}
+        keep_files: set[str] = set()
+        for v in versions:
+            if v in keep_n or v in pinned:
+                keep_files |= mf.load(mdir, v).files()
+                continue
+            path = mf.manifest_path(mdir, v)
+            if self.options.keep_versions_for_s and now - path.stat().st_mtime < self.options.keep_versions_for_s:
+                keep_files |= mf.load(mdir, v).files()
+                continue
+            path.unlink()
+        pending = set(self._pending)
+        for p in (self.dir / "segments").iterdir():
+            name = p.name
+            if name in keep_files or name in pending or name.removesuffix(".tmp") in pending:
+                continue
+            p.unlink()
+        for p in mdir.glob("*.tmp"):
+            p.unlink()
+
+    def snapshot(self, dest: Path) -> Manifest:
+        """A consistent copy of the current state in ``dest`` (hard links where possible)."""
+        self._check_open()
+        with self.write_lock:
+            if not self.read_only:
+                self.flush()
+            m = self._manifest
+            (dest / "manifest").mkdir(parents=True)
+            (dest / "segments").mkdir()
+            (dest / "wal").mkdir()
+            for name in sorted(m.files()):
+                _link_or_copy(self.dir / "segments" / name, dest / "segments" / name)
+        mf.commit(dest / "manifest", m)
+        return m
+
+    def close(self) -> None:
+        """Finish background work, sync the WAL and release files. Idempotent."""
+        if self._closed:
+            return
+        bg = self._bg
+        if bg is not None:
+            bg.join()
+        with self.write_lock:
+            self._closed = True
+            if self._wal is not None:
+                self._wal.close()
+        if self.read_only:
+            with _pins_lock:
+                _pins[(str(self.dir), self._manifest.version)] -= 1
+
+    # ---- reads that do not search ----------------------------------------------------------
+
+    def lookup(self, view: StoreView, ids: list) -> pa.Table:
+        """Rows (row schema minus nothing) for ``ids`` that exist in ``view``, any order."""
+        id_type = view.schema.field(ID).type
+        value_set = pa.array(ids, type=id_type)
+        tables = []
+        for vectors, alive, table_fn, _ in view.parts():
+            table = table_fn()
+            hit = pc.is_in(table.column(ID), value_set=value_set).to_numpy(zero_copy_only=False)
+            if alive is not None:
+                hit &= alive
+            rows = np.flatnonzero(hit)
+            if len(rows):
+                t = table.take(pa.array(rows)).select([f.name for f in view.schema])
+                vec = np.asarray(vectors[rows], dtype=np.float32)
+                t = t.append_column("vector", pa.FixedSizeListArray.from_arrays(
+                    pa.array(vec.reshape(-1), type=pa.float32()), view.manifest.dim))
+                tables.append(t)
+        if not tables:
+            return None
+        return pa.concat_tables(tables)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

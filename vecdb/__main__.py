@@ -1,0 +1,5 @@
+import sys
+
+from vecdb.cli import main
+
+sys.exit(main())

@@ -1,0 +1,310 @@
+"""The embedded Collection: validated writes into the store, and exact search over a view.
+
+A search runs: store view (segments + memtable prefix, DESIGN §9) -> filter bitmap per part
+-> exact kernel over the allowed rows -> best-first merge -> hits. Every write is validated
+completely before the store sees it, so a failed call changes nothing.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from vecdb import filter as filters
+from vecdb.errors import InvalidArgument, InvalidId, InvalidVector, SchemaError
+from vecdb.hits import Hit, Record
+from vecdb.index.exact import exact_search
+from vecdb.index.topk import merge_topk
+from vecdb.rows import (as_ids, as_vectors, build_rows, infer_id_type, payload_columns,
+                        table_columns)
+from vecdb.storage import snapshot
+from vecdb.storage.schema import ID, VECTOR, row_schema
+from vecdb.storage.store import CollectionStore, StoreView
+
+log = logging.getLogger("vecdb")
+
+MAX_K = 16_384
+MAX_BATCH = 1_000_000
+PART_BITS = 40   # merged keys: part index << PART_BITS | row
+
+
+class Collection:
+    """A named set of vectors with typed payloads; thread-safe (DESIGN §9).
+
+    Obtain one from ``Database.create_collection`` / ``get_collection``; do not construct.
+    """
+
+    def __init__(self, store: CollectionStore):
+        self._store = store
+
+    # ---- description ------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._store.manifest.name
+
+    @property
+    def dim(self) -> int:
+        return self._store.manifest.dim
+
+    @property
+    def metric(self) -> str:
+        return self._store.manifest.metric
+
+    @property
+    def id_type(self) -> str | None:
+        """'string' or 'int64'; None until the first write fixes it."""
+        return self._store.manifest.id_type
+
+    @property
+    def schema(self) -> dict[str, str]:
+        return dict(self._store.manifest.schema)
+
+    @property
+    def version(self) -> int:
+        """The manifest version this collection stands on."""
+        return self._store.manifest.version
+
+    @property
+    def read_only(self) -> bool:
+        return self._store.read_only
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, dim={self.dim}, metric={self.metric!r})"
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def upsert(self, ids=None, vectors=None, payloads: Sequence[dict | None] | None = None) -> int:
+        """Insert or replace rows by id; returns the number of rows written.
+
+        ``upsert(ids, vectors, payloads)`` with ids a list of str or int, vectors (n, dim)
+        float32-convertible and payloads one dict (or None) per id; or ``upsert(table)`` with a
+        pyarrow Table holding ``id``, ``vector`` and payload columns. Ids repeated within one
+        batch are rejected. Returns once the write is acknowledged (durable under ``always``).
+        """
+        self._store._check_open(write=True)
+        m = self._store.manifest
+        if isinstance(ids, (pa.Table, pa.RecordBatch)):
+            if vectors is not None or payloads is not None:
+                raise InvalidArgument("pass either a table or ids/vectors/payloads, not both")
+            table = pa.Table.from_batches([ids]) if isinstance(ids, pa.RecordBatch) else ids
+            for need in (ID, VECTOR):
+                if need not in table.column_names:
+                    raise SchemaError(f"table has no {need!r} column")
+            raw_ids = table.column(ID)
+            vec = as_vectors(table.column(VECTOR), m.dim, m.metric)
+            columns = table_columns(table, m.schema)
+        else:
+            if ids is None or vectors is None:
+                raise InvalidArgument("upsert needs ids and vectors (or one pyarrow Table)")
+            raw_ids = ids
+            vec = as_vectors(vectors, m.dim, m.metric)
+            n_ids = len(ids) if hasattr(ids, "__len__") and not isinstance(ids, (str, bytes)) else None
+            if n_ids is None:
+                raise InvalidId(f"ids must be a list, got {type(ids).__name__}")
+            columns = payload_columns(payloads, m.schema, n_ids)
+        n = len(raw_ids)
+        if n == 0:
+            raise InvalidArgument("upsert got an empty batch")
+        if n > MAX_BATCH:
+            raise InvalidArgument(f"upsert batch of {n} rows exceeds the limit of {MAX_BATCH}")
+        with self._store.write_lock:
+            id_type = m.id_type or infer_id_type(
+                raw_ids.to_pylist()[:1] if isinstance(raw_ids, (pa.Array, pa.ChunkedArray)) else list(raw_ids[:1]))
+            arrow_ids = as_ids(raw_ids, id_type)
+            rows = build_rows(arrow_ids, vec, columns, row_schema(m.dim, id_type, m.schema))
+            if m.id_type is None:
+                self._store.set_id_type(id_type)
+            self._store.upsert(rows.batch, rows.vectors)
+        return n
+
+    def delete(self, ids: Sequence | None = None, *, filter: str | None = None) -> int:
+        """Delete rows by ids or by filter (exactly one); returns how many rows were deleted."""
+        self._store._check_open(write=True)
+        if (ids is None) == (filter is None):
+            raise InvalidArgument("delete needs exactly one of ids= or filter=")
+        if ids is not None:
+            if self.id_type is None:
+                as_ids(ids, infer_id_type(list(ids)) if len(ids) else "string", unique=False)
+                return 0
+            id_list = list(dict.fromkeys(as_ids(ids, self.id_type, unique=False).to_pylist()))
+            if not id_list:
+                return 0
+            return self._store.delete(id_list)[1]
+        expr = self._compile_filter(filter)
+        with self._store.write_lock:   # evaluate and delete atomically
+            view = self._store.view()
+            doomed = []
+            for _, alive, table_fn, _ in view.parts():
+                mask = self._allowed(expr, alive, table_fn)
+                if mask is None:
+                    doomed.extend(table_fn().column(ID).to_pylist())
+                elif mask.any():
+                    doomed.extend(table_fn().column(ID).take(pa.array(np.flatnonzero(mask))).to_pylist())
+            if not doomed:
+                return 0
+            return self._store.delete(doomed)[1]
+
+    def flush(self) -> int:
+        """Seal recent writes into an immutable segment; returns the manifest version."""
+        return self._store.flush()
+
+    def compact(self) -> dict:
+        """Merge small segments and drop deleted rows now (it also runs automatically)."""
+        return self._store.compact()
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def count(self, filter: str | None = None) -> int:
+        """Rows visible now, optionally only those matching ``filter``."""
+        expr = self._compile_filter(filter) if filter is not None else None
+        view = self._store.view()
+        total = 0
+        for vectors, alive, table_fn, _ in view.parts():
+            mask = self._allowed(expr, alive, table_fn)
+            total += len(vectors) if mask is None else int(mask.sum())
+        return total
+
+    def get(self, ids: Sequence) -> list[Record]:
+        """Stored rows for ``ids``, in the order asked; ids not present are left out."""
+        if self.id_type is None:
+            return []
+        id_list = as_ids(ids, self.id_type, unique=False).to_pylist()
+        if not id_list:
+            return []
+        table = self._store.lookup(self._store.view(), id_list)
+        if table is None:
+            return []
+        fields = list(self.schema)
+        found = {}
+        vectors = table.column(VECTOR).combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, self.dim)
+        cols = {f: table.column(f).to_pylist() for f in fields}
+        for i, rid in enumerate(table.column(ID).to_pylist()):
+            found[rid] = Record(rid, vectors[i].copy(), {f: cols[f][i] for f in fields if cols[f][i] is not None})
+        return [found[i] for i in id_list if i in found]
+
+    def search(self, queries, k: int = 10, *, filter: str | None = None,
+               output_fields: Sequence[str] | None = None) -> list[list[Hit]]:
+        """Exact top-k per query, best first; one list of hits per query row.
+
+        ``queries`` is (q, dim) (or one (dim,) vector); ``filter`` restricts the candidate rows;
+        ``output_fields`` names the payload fields to return (default: all).
+        """
+        m = self._store.manifest
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+            raise InvalidArgument(f"k must be an integer in [1, {MAX_K}], got {k!r}")
+        q = as_vectors(queries, m.dim, m.metric, what="queries")
+        if len(q) == 0:
+            raise InvalidVector("queries is empty")
+        fields = self._output_fields(output_fields)
+        expr = self._compile_filter(filter) if filter is not None else None
+        view = self._store.view()
+        scores, keys = self._search_view(view, q, int(k), expr)
+        return self._hits(view, scores, keys, fields)
+
+    def _search_view(self, view: StoreView, q: np.ndarray, k: int, expr):
+        kernel_metric = "l2" if self.metric == "l2" else "ip"
+        parts = []
+        for i, (vectors, alive, table_fn, norms_fn) in enumerate(view.parts()):
+            allowed = self._allowed(expr, alive, table_fn)
+            if allowed is not None and not allowed.any():
+                continue
+            norms = norms_fn() if (kernel_metric == "l2" and norms_fn is not None and len(q) > 1) else None
+            s, rows = exact_search(vectors, q, k, kernel_metric, allowed, norms)
+            parts.append((s, np.where(rows >= 0, (np.int64(i) << PART_BITS) | rows, -1)))
+        if not parts:
+            worst = np.inf if kernel_metric == "l2" else -np.inf
+            return np.full((len(q), k), worst, np.float32), np.full((len(q), k), -1, np.int64)
+        return merge_topk(parts, k, higher_is_better=kernel_metric == "ip")
+
+    def _hits(self, view: StoreView, scores: np.ndarray, keys: np.ndarray, fields: list[str]) -> list[list[Hit]]:
+        tables = [p[2] for p in view.parts()]
+        wanted: dict[int, set[int]] = {}
+        for key in keys[keys >= 0].tolist():
+            wanted.setdefault(key >> PART_BITS, set()).add(key & ((1 << PART_BITS) - 1))
+        rows_of: dict[int, Any] = {}
+        for part, rows in wanted.items():
+            rows = sorted(rows)
+            t = tables[part]().take(pa.array(rows)).select([ID] + fields)
+            cols = {c: t.column(c).to_pylist() for c in [ID] + fields}
+            for j, r in enumerate(rows):
+                rows_of[(part << PART_BITS) | r] = (
+                    cols[ID][j], {f: cols[f][j] for f in fields if cols[f][j] is not None})
+        out = []
+        for qi in range(len(keys)):
+            hits = []
+            for s, key in zip(scores[qi].tolist(), keys[qi].tolist()):
+                if key < 0:
+                    break
+                rid, payload = rows_of[key]
+                hits.append(Hit(rid, s, payload))
+            out.append(hits)
+        return out
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def _compile_filter(self, expression):
+        if not isinstance(expression, str):
+            raise InvalidArgument(f"filter must be a string, got {type(expression).__name__}")
+        return filters.compile(expression, self.schema, self.id_type)
+
+    @staticmethod
+    def _allowed(expr, alive, table_fn) -> np.ndarray | None:
+        """Rows alive and matching ``expr``; None means every row."""
+        if expr is None:
+            return alive
+        mask = filters.evaluate(expr, table_fn())
+        return mask if alive is None else mask & alive
+
+    def _output_fields(self, output_fields) -> list[str]:
+        if output_fields is None:
+            return list(self.schema)
+        if isinstance(output_fields, str):
+            raise InvalidArgument("output_fields must be a list of field names, not a string")
+        fields = list(output_fields)
+        for f in fields:
+            if f not in self.schema:
+                raise SchemaError(f"output_fields names unknown field {f!r} (fields: {', '.join(self.schema) or 'none'})")
+        return fields
+
+    # ---- versions, snapshots, stats ------------------------------------------------------
+
+    def list_versions(self) -> list[dict]:
+        """Manifest versions still on disk: version, created_at, rows, segments."""
+        return self._store.list_versions()
+
+    def snapshot(self, path: str | Path) -> Path:
+        """A consistent copy of this collection at ``path`` (a directory, or a ``.tar`` archive),
+        taken while writes go on; restore it with ``Database.restore``."""
+        return snapshot.export(self._store, Path(path))
+
+    def at_version(self, version: int) -> "Collection":
+        """A read-only view of this collection as of manifest ``version`` (time travel).
+
+        Close it (or use ``with``) to let garbage collection reclaim that version's files.
+        """
+        return Collection(CollectionStore.open(self._store.dir, self._store.options, version, read_only=True))
+
+    def close(self) -> None:
+        """Release a read-only view; for a writable collection, ``Database.close`` does this."""
+        if self._store.read_only:
+            self._store.close()
+
+    def __enter__(self) -> "Collection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def stats(self) -> dict:
+        view = self._store.view()
+        return {
+            "name": self.name, "dim": self.dim, "metric": self.metric, "id_type": self.id_type,
+            "version": view.manifest.version, "rows": self.count(),
+            "segments": [{"num": s.num, "rows": s.n, "deleted": s.n_deleted} for s in view.segments],
+            "memtable_rows": view.memtable.n if view.memtable else 0,
+            "durability": self._store.options.durability,
+        }

@@ -1,0 +1,29 @@
+"""Result types shared by the embedded API (and, later, the client)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the row's id, its score and the requested payload fields.
+
+    Scores: cosine and dot are similarities (higher is better); l2 is the squared distance
+    (lower is better). Hits are always ordered best first.
+    """
+
+    id: str | int
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored row as returned by ``Collection.get``."""
+
+    id: str | int
+    vector: np.ndarray
+    payload: dict[str, Any] = field(default_factory=dict)

@@ -11,6 +11,7 @@ segments and bitmaps, so replay starts after it.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,8 @@ from vecdb.errors import Corruption, VersionNotFound
 from vecdb.storage.segment import write_file_durably
 
 FORMAT = "vecdb-manifest"
+_SEGMENT_FILE = re.compile(r"^seg-\d{8}\.arrow$")
+_DELETES_FILE = re.compile(r"^seg-\d{8}\.del-\d{8}$")
 FORMAT_VERSION = 1
 
 
@@ -65,6 +68,9 @@ class Manifest:
         if body.pop("format", None) != FORMAT or body.pop("format_version", None) != FORMAT_VERSION:
             raise ValueError("not a vecdb manifest of a supported version")
         body["segments"] = tuple(SegmentEntry(**s) for s in body["segments"])
+        for e in body["segments"]:   # names only: a manifest must never point outside its folder
+            if not _SEGMENT_FILE.match(e.file) or (e.deletes is not None and not _DELETES_FILE.match(e.deletes)):
+                raise ValueError(f"segment entry names unexpected files {e.file!r}, {e.deletes!r}")
         return Manifest(**body)
 
     def next(self, **changes) -> "Manifest":
@@ -96,7 +102,7 @@ def load(directory: Path, version: int | None = None) -> Manifest:
         raise VersionNotFound(f"version {v} does not exist (versions: {versions[0]}..{versions[-1]})")
     try:
         m = Manifest.from_json(manifest_path(directory, v).read_text())
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError, OSError) as e:
         raise Corruption(f"manifest version {v} in {directory} cannot be read: {e}") from e
     if m.version != v:
         raise Corruption(f"manifest file v{v} claims version {m.version}")

@@ -13,9 +13,10 @@ import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from vecdb.errors import InvalidArgument
+from vecdb.errors import Corruption, InvalidArgument
 from vecdb.storage import manifest as mf
 from vecdb.storage.manifest import Manifest
+from vecdb.storage.segment import Segment, read_deletes
 
 _ALLOWED = re.compile(r"^(manifest/v\d{8}\.json|segments/seg-\d{8}\.(arrow|del-\d{8})|manifest|segments|wal)$")
 
@@ -83,11 +84,22 @@ def restore(src: Path, dest: Path, name: str) -> Manifest:
         missing = [f for f in m.files() if not (staging / "segments" / f).is_file()]
         if missing:
             raise InvalidArgument(f"snapshot is missing files {missing}")
+        for e in m.segments:   # every file must open and check before the collection appears
+            deleted = read_deletes(staging / "segments" / e.deletes, e.rows) if e.deletes else None
+            seg = Segment(e.num, staging / "segments" / e.file, m.dim, deleted)
+            if seg.n != e.rows:
+                raise InvalidArgument(f"snapshot segment {e.file} has {seg.n} rows, its manifest says {e.rows}")
+            del seg
         if m.name != name:
             m = m.next(name=name)
             mf.commit(staging / "manifest", m)
         staging.rename(dest)
         return m
+    except (tarfile.TarError, OSError, ValueError, Corruption) as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e, InvalidArgument):
+            raise
+        raise InvalidArgument(f"snapshot {src} cannot be restored: {e}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -231,21 +231,27 @@ class CollectionStore:
         self._idmap.update(zip(ids, range(start, start + len(ids))))
         self._applied = seq
 
-    def delete(self, ids: list) -> tuple[int, int]:
-        """Delete rows by id. Returns (seq, rows deleted); ids not present are ignored."""
+    def delete(self, ids: list) -> int:
+        """Delete rows by id; returns how many existed. Ids not present are ignored."""
+        return self.delete_matching(lambda view: ids)
+
+    def delete_matching(self, select) -> int:
+        """Delete the ids ``select(view)`` picks from a view taken under the write lock, so
+        the choice and the delete are atomic; returns how many rows were deleted."""
         self._check_open(write=True)
         with self.write_lock:
+            ids = select(self.view())
             codes = self._ids_to_codes(ids)
             if not any(c is not None for c in codes):
-                return self._applied, 0
+                return 0
             seq = self._seq + 1
             id_type = pa.string() if self._manifest.id_type == "string" else pa.int64()
             batch = pa.RecordBatch.from_arrays([pa.array(ids, type=id_type)], names=[ID])
             self._wal.append(seq, OP_DELETE, batch)
             self._seq = seq
             n = self._apply_delete(ids, seq)
-        self._acknowledge(seq)
-        return seq, n
+        self._acknowledge(seq)   # outside the lock: concurrent writers share the fsync
+        return n
 
     def _apply_delete(self, ids: list, seq: int) -> int:
         codes = self._ids_to_codes(ids)
@@ -419,7 +425,12 @@ class CollectionStore:
         entries = [e for e in m.segments if e.num not in replaced]
         live = [self._segments[e.num] for e in entries]
         for seg in new_segments:
-            entries.append(SegmentEntry(seg.num, segment_name(seg.num), seg.n))
+            deletes = None
+            if seg.n_deleted:   # deletes made during the merge may already be out of the WAL
+                deletes = deletes_name(seg.num, m.version + 1)
+                write_deletes(self.dir / "segments" / deletes, seg.deleted_mask())
+                seg.deletes_file, seg.dirty = deletes, False
+            entries.append(SegmentEntry(seg.num, segment_name(seg.num), seg.n, deletes, seg.n_deleted))
             live.append(seg)
         self._commit(m.next(segments=tuple(entries)))
         self._segments = {s.num: s for s in live}

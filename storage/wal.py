@@ -24,7 +24,7 @@ from typing import BinaryIO, Iterator
 
 import pyarrow as pa
 
-from vecdb.errors import Corruption
+from vecdb.errors import Corruption, InvalidArgument, Unavailable
 
 FRAME_HEADER = struct.Struct("<II")
 PAYLOAD_HEADER = struct.Struct("<QB")
@@ -91,9 +91,13 @@ def replay(wal_dir: Path) -> Iterator[WalRecord]:
     out whole) are still read. Sequence numbers must increase across files.
     """
     last_seq = -1
-    for path in wal_files(wal_dir):
+    files = wal_files(wal_dir)
+    for i, path in enumerate(files):
         records, good = read_records(path)
         if good < path.stat().st_size:
+            if any(f.stat().st_size for f in files[i + 1:]):
+                # only the newest file can have a torn tail: files are synced before rotation
+                raise Corruption(f"WAL {path.name} is damaged at byte {good}, before newer WAL files")
             with open(path, "r+b") as f:
                 f.truncate(good)
                 f.flush()
@@ -131,20 +135,20 @@ class WalWriter:
     """
 
     def __init__(self, wal_dir: Path, first_seq: int, durability: str = "always",
-                 sync_interval_ms: int = 100, opener=open):
+                 sync_interval_ms: int = 100, opener=None):
         if durability not in DURABILITY_MODES:
-            from vecdb.errors import InvalidArgument
             raise InvalidArgument(f"durability must be one of {DURABILITY_MODES}, got {durability!r}")
         self.dir = wal_dir
         self.durability = durability
         self.sync_interval = sync_interval_ms / 1000.0
-        self._opener = opener
+        self._opener = opener or (lambda path, mode: open(path, mode, buffering=0))
         self._cond = threading.Condition()
         self._syncing = False
         self._written_seq = first_seq - 1   # last seq appended
         self._synced_seq = first_seq - 1    # last seq known durable
         self._file: BinaryIO = self._open(first_seq)
         self._closed = False
+        self._failed: BaseException | None = None   # a failed write or fsync poisons the log
         self._ticker = None
         if durability == "batch":
             self._ticker = threading.Thread(target=self._tick, name="vecdb-wal-sync", daemon=True)
@@ -164,9 +168,27 @@ class WalWriter:
         """Write one record (not yet durable). Caller holds the owner's write lock."""
         frame = encode_record(seq, op, batch)
         with self._cond:
-            self._file.write(frame)
-            self._file.flush()  # into the OS: survives a process kill from here on
+            self._check_healthy()
+            f = self._file
+            pos = f.tell()
+            try:
+                view = memoryview(frame)
+                while len(view):   # unbuffered: each write is in the OS, safe from a process kill
+                    n = f.write(view)
+                    view = view[len(view) if n is None else n:]
+                f.flush()
+            except BaseException as e:
+                try:   # cut the partial frame so later records stay replayable
+                    os.ftruncate(f.fileno(), pos)
+                except BaseException:
+                    self._failed = e
+                raise
             self._written_seq = seq
+
+    def _check_healthy(self) -> None:
+        if self._failed is not None:
+            raise Unavailable(f"the write-ahead log failed ({self._failed}); writes are refused "
+                              f"until the database is reopened")
 
     def sync_to(self, seq: int) -> None:
         """Return once every record up to ``seq`` is fsynced (group commit)."""
@@ -175,11 +197,17 @@ class WalWriter:
                 if self._syncing:
                     self._cond.wait()
                     continue
+                self._check_healthy()
                 self._syncing = True
                 target, f = self._written_seq, self._file
                 self._cond.release()
                 try:
                     os.fsync(f.fileno())
+                except BaseException as e:
+                    # After a failed fsync the kernel may have dropped the dirty pages, so a
+                    # retry could falsely succeed: refuse all further writes instead.
+                    self._failed = e
+                    raise
                 finally:
                     self._cond.acquire()
                     self._syncing = False
@@ -207,16 +235,19 @@ class WalWriter:
                 return
             try:
                 self.sync()
-            except (OSError, ValueError):  # closed underneath us during shutdown
+            except (OSError, ValueError, Unavailable):  # failed (poisoned) or closed during shutdown
                 return
 
     def close(self) -> None:
         if self._closed:
             return
-        self.sync()
-        self._closed = True
-        with self._cond:
-            self._cond.notify_all()
-            self._file.close()
+        try:
+            if self._failed is None:
+                self.sync()
+        finally:
+            self._closed = True
+            with self._cond:
+                self._cond.notify_all()
+                self._file.close()
         if self._ticker is not None:
             self._ticker.join(timeout=5)

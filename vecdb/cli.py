@@ -55,7 +55,7 @@ def demo(path: str, query: str, k: int) -> int:
         col.flush()
         print(f"stored {col.count()} passages in {path} ({time.perf_counter() - t0:.2f}s)")
         q = model.encode([query], normalize_embeddings=True)
-        for title, flt in (("all topics", None), ("topic != 'other'", "topic != 'other'")):
+        for title, flt in (("all topics", None), ("topic != 'storage'", "topic != 'storage'")):
             hits = col.search(q, k=k, filter=flt, output_fields=["text"])[0]
             print(f"\nquery: {query!r}  [{title}]")
             for h in hits:

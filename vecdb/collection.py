@@ -111,14 +111,18 @@ class Collection:
             raise InvalidArgument("upsert got an empty batch")
         if n > MAX_BATCH:
             raise InvalidArgument(f"upsert batch of {n} rows exceeds the limit of {MAX_BATCH}")
-        with self._store.write_lock:
-            id_type = m.id_type or infer_id_type(
-                raw_ids.to_pylist()[:1] if isinstance(raw_ids, (pa.Array, pa.ChunkedArray)) else list(raw_ids[:1]))
-            arrow_ids = as_ids(raw_ids, id_type)
-            rows = build_rows(arrow_ids, vec, columns, row_schema(m.dim, id_type, m.schema))
-            if m.id_type is None:
-                self._store.set_id_type(id_type)
-            self._store.upsert(rows.batch, rows.vectors)
+        id_type = m.id_type or infer_id_type(
+            raw_ids.to_pylist()[:1] if isinstance(raw_ids, (pa.Array, pa.ChunkedArray)) else list(raw_ids[:1]))
+        arrow_ids = as_ids(raw_ids, id_type)
+        rows = build_rows(arrow_ids, vec, columns, row_schema(m.dim, id_type, m.schema))
+        if m.id_type is None:
+            with self._store.write_lock:   # the first write fixes the id type, once
+                if self._store.manifest.id_type is None:
+                    self._store.set_id_type(id_type)
+                elif self._store.manifest.id_type != id_type:
+                    raise InvalidId(f"ids are {id_type} but this collection's ids are "
+                                    f"{self._store.manifest.id_type}")
+        self._store.upsert(rows.batch, rows.vectors)
         return n
 
     def delete(self, ids: Sequence | None = None, *, filter: str | None = None) -> int:
@@ -133,10 +137,10 @@ class Collection:
             id_list = list(dict.fromkeys(as_ids(ids, self.id_type, unique=False).to_pylist()))
             if not id_list:
                 return 0
-            return self._store.delete(id_list)[1]
+            return self._store.delete(id_list)
         expr = self._compile_filter(filter)
-        with self._store.write_lock:   # evaluate and delete atomically
-            view = self._store.view()
+
+        def matching(view: StoreView) -> list:
             doomed = []
             for _, alive, table_fn, _ in view.parts():
                 mask = self._allowed(expr, alive, table_fn)
@@ -144,9 +148,8 @@ class Collection:
                     doomed.extend(table_fn().column(ID).to_pylist())
                 elif mask.any():
                     doomed.extend(table_fn().column(ID).take(pa.array(np.flatnonzero(mask))).to_pylist())
-            if not doomed:
-                return 0
-            return self._store.delete(doomed)[1]
+            return doomed
+        return self._store.delete_matching(matching)
 
     def flush(self) -> int:
         """Seal recent writes into an immutable segment; returns the manifest version."""

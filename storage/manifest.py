@@ -22,6 +22,7 @@ from vecdb.storage.segment import write_file_durably
 FORMAT = "vecdb-manifest"
 _SEGMENT_FILE = re.compile(r"^seg-\d{8}\.arrow$")
 _DELETES_FILE = re.compile(r"^seg-\d{8}\.del-\d{8}$")
+_INDEX_FILE = re.compile(r"^seg-\d{8}\.idx$")
 FORMAT_VERSION = 1
 
 
@@ -32,6 +33,8 @@ class SegmentEntry:
     rows: int
     deletes: str | None = None   # delete bitmap file, None when no row is deleted
     deleted: int = 0
+    index: str | None = None     # index file, None while not built (or not wanted)
+    index_config: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class Manifest:
             out.add(s.file)
             if s.deletes:
                 out.add(s.deletes)
+            if s.index:
+                out.add(s.index)
         return out
 
     def to_json(self) -> str:
@@ -69,7 +74,8 @@ class Manifest:
             raise ValueError("not a vecdb manifest of a supported version")
         body["segments"] = tuple(SegmentEntry(**s) for s in body["segments"])
         for e in body["segments"]:   # names only: a manifest must never point outside its folder
-            if not _SEGMENT_FILE.match(e.file) or (e.deletes is not None and not _DELETES_FILE.match(e.deletes)):
+            if (not _SEGMENT_FILE.match(e.file) or (e.deletes is not None and not _DELETES_FILE.match(e.deletes))
+                    or (e.index is not None and not _INDEX_FILE.match(e.index))):
                 raise ValueError(f"segment entry names unexpected files {e.file!r}, {e.deletes!r}")
         return Manifest(**body)
 

@@ -131,6 +131,8 @@ class Segment:
         self._mask_lock = threading.Lock()
         self._mask: tuple[int, np.ndarray | None] | None = None
         self._norms: np.ndarray | None = None
+        self.index = None            # a ready VectorIndex, set once its build is durable
+        self.index_kind: str | None = None
 
     @property
     def ids(self) -> pa.ChunkedArray:

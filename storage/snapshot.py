@@ -18,7 +18,7 @@ from vecdb.storage import manifest as mf
 from vecdb.storage.manifest import Manifest
 from vecdb.storage.segment import Segment, read_deletes
 
-_ALLOWED = re.compile(r"^(manifest/v\d{8}\.json|segments/seg-\d{8}\.(arrow|del-\d{8})|manifest|segments|wal)$")
+_ALLOWED = re.compile(r"^(manifest/v\d{8}\.json|segments/seg-\d{8}\.(arrow|del-\d{8}|idx)|manifest|segments|wal)$")
 
 
 def export(store, dest: Path) -> Path:

@@ -33,6 +33,9 @@ from vecdb.storage.memtable import Memtable, MemtableView
 from vecdb.storage.schema import ID, payload_schema, row_schema
 from vecdb.storage.segment import (ALIVE, Segment, deletes_name, read_deletes, segment_name,
                                    write_deletes, write_segment)
+from vecdb.index.base import load_index
+from vecdb.index.planner import index_config_for
+from vecdb.storage.indexer import IndexBuilder
 from vecdb.storage.wal import OP_DELETE, OP_UPSERT, WalWriter, fsync_dir, replay, wal_files
 
 log = logging.getLogger("vecdb.storage")
@@ -58,6 +61,20 @@ class StoreOptions:
 
 
 @dataclass(frozen=True)
+class Part:
+    """One searchable part of a view: a sealed segment or the memtable prefix."""
+
+    vectors: np.ndarray
+    alive: np.ndarray | None          # rows visible to the view; None = all
+    table_fn: object                  # () -> pa.Table with id + payload columns
+    norms_fn: object | None           # () -> squared norms (segments only)
+    segment: Segment | None = None    # None for the memtable
+
+    def table(self) -> pa.Table:
+        return self.table_fn()
+
+
+@dataclass(frozen=True)
 class StoreView:
     """What one reader sees: sealed segments and a memtable prefix, as of ``seq``."""
 
@@ -67,14 +84,13 @@ class StoreView:
     manifest: Manifest
     schema: pa.Schema = field(repr=False)      # id + payload columns
 
-    def parts(self):
-        """(vectors, alive mask or None, payload table thunk, norms thunk) per searchable part."""
-        out = []
-        for s in self.segments:
-            out.append((s.vectors, s.alive_mask(self.seq), (lambda s=s: s.table), s.norms))
+    def parts(self) -> list[Part]:
+        """The searchable parts: each sealed segment, then the memtable prefix if not empty."""
+        out = [Part(s.vectors, s.alive_mask(self.seq), (lambda s=s: s.table), s.norms, s)
+               for s in self.segments]
         if self.memtable is not None and self.memtable.n:
             m = self.memtable
-            out.append((m.vectors[:m.n], m.alive_mask(), lambda: m.payload_table(self.schema), None))
+            out.append(Part(m.vectors[:m.n], m.alive_mask(), lambda: m.payload_table(self.schema), None))
         return out
 
 
@@ -103,6 +119,15 @@ class CollectionStore:
             self._segments[e.num] = seg
         self._memtable = self._new_memtable()
         self._state = (tuple(self._segments.values()), self._memtable)
+        self._indexer = IndexBuilder(manifest.name, manifest.dim, self.kernel_metric,
+                                     self.dir / "segments", self._install_index, self._pending)
+        for e in manifest.segments:
+            if e.index:
+                seg = self._segments[e.num]
+                seg.index = load_index(self.dir / "segments" / e.index, e.index_config, seg.vectors,
+                                       manifest.dim, self.kernel_metric)
+                seg.index_kind = e.index_config["type"]
+                self._indexer.ready(seg, seg.index)
         self._seq = manifest.checkpoint
         self._applied = manifest.checkpoint
         self._wal: WalWriter | None = None
@@ -114,6 +139,8 @@ class CollectionStore:
         self._wal = WalWriter(self.dir / "wal", self._seq + 1, options.durability,
                               options.sync_interval_ms)
         self._gc()
+        for seg in self._state[0]:
+            self._schedule_index(seg)
 
     # ---- construction -------------------------------------------------------------------
 
@@ -137,6 +164,40 @@ class CollectionStore:
     def _new_memtable(self) -> Memtable:
         m = self._manifest
         return Memtable(m.dim, payload_schema(m.id_type or "string", m.schema))
+
+    # ---- indexes -------------------------------------------------------------------------
+
+    @property
+    def kernel_metric(self) -> str:
+        """The metric search kernels see: cosine is inner product over normalised vectors."""
+        return "l2" if self._manifest.metric == "l2" else "ip"
+
+    def _schedule_index(self, seg: Segment) -> None:
+        if seg.index is None:
+            config = index_config_for(self._manifest.index, seg.n)
+            if config is not None:
+                seg.index_kind = config["type"]
+                self._indexer.schedule(seg, config)
+
+    def _install_index(self, seg: Segment, config: dict, index, name: str) -> bool:
+        """Commit a built index (its file is durable) and let searches use it. Builder thread."""
+        with self.write_lock:
+            if self._closed or self._segments.get(seg.num) is not seg:
+                return False    # compacted away meanwhile: GC removes the file
+            entries = tuple(replace(e, index=name, index_config=config) if e.num == seg.num else e
+                            for e in self._manifest.segments)
+            self._commit(self._manifest.next(segments=entries))
+            seg.index = index
+            self._gc()
+            return True
+
+    def wait_for_indexes(self, timeout: float | None = None) -> bool:
+        """Block until every sealed segment's index is built; False if ``timeout`` passed."""
+        self._check_open()
+        return self._indexer.wait(timeout)
+
+    def index_stats(self) -> dict[int, dict]:
+        return {num: st.as_dict() for num, st in self._indexer.states.items()}
 
     # ---- state ---------------------------------------------------------------------------
 
@@ -336,6 +397,8 @@ class CollectionStore:
             for old in wal_files(self.dir / "wal")[:-1]:
                 old.unlink()
             self._gc()
+            if new_seg is not None:
+                self._schedule_index(self._segments[new_seg])
             version = self._manifest.version
         self._maybe_auto_compact()
         return version
@@ -352,7 +415,7 @@ class CollectionStore:
                 name = deletes_name(e.num, version)
                 write_deletes(self.dir / "segments" / name, seg.deleted_mask())
                 seg.deletes_file = name
-                e = SegmentEntry(e.num, e.file, e.rows, name, seg.n_deleted)
+                e = replace(e, deletes=name, deleted=seg.n_deleted)
             entries.append(e)
         return entries
 
@@ -383,8 +446,9 @@ class CollectionStore:
                 for group in groups:
                     segs = [self._segments[n] for n in group]
                     work.append((segs, [s.deleted_seq == ALIVE for s in segs], self._next_num))
-                    self._pending.add(segment_name(self._next_num))
                     self._next_num += 1
+                mine = {segment_name(num) for *_, num in work}
+                self._pending.update(mine)
             written = []
             try:
                 for segs, masks, num in work:
@@ -395,7 +459,7 @@ class CollectionStore:
                 with self.write_lock:
                     self._install_compaction(written)
             finally:
-                self._pending.clear()
+                self._pending.difference_update(mine)
             merged = sum(len(segs) for segs, *_ in written)
             log.info("compacted %d segment(s) into %d", merged, len(written))
             return {"merged": merged, "segments": len(self._state[0])}
@@ -435,7 +499,10 @@ class CollectionStore:
         self._commit(m.next(segments=tuple(entries)))
         self._segments = {s.num: s for s in live}
         self._state = (tuple(live), self._memtable)
+        self._indexer.forget(replaced)
         self._gc()
+        for seg in new_segments:
+            self._schedule_index(seg)
 
     def _maybe_auto_compact(self) -> None:
         if not self.options.auto_compact or self._closed:
@@ -524,6 +591,7 @@ class CollectionStore:
         bg = self._bg
         if bg is not None:
             bg.join()
+        self._indexer.stop()
         with self.write_lock:
             self._closed = True
             if self._wal is not None:
@@ -539,15 +607,15 @@ class CollectionStore:
         id_type = view.schema.field(ID).type
         value_set = pa.array(ids, type=id_type)
         tables = []
-        for vectors, alive, table_fn, _ in view.parts():
-            table = table_fn()
+        for part in view.parts():
+            table = part.table()
             hit = pc.is_in(table.column(ID), value_set=value_set).to_numpy(zero_copy_only=False)
-            if alive is not None:
-                hit &= alive
+            if part.alive is not None:
+                hit &= part.alive
             rows = np.flatnonzero(hit)
             if len(rows):
                 t = table.take(pa.array(rows)).select([f.name for f in view.schema])
-                vec = np.asarray(vectors[rows], dtype=np.float32)
+                vec = np.asarray(part.vectors[rows], dtype=np.float32)
                 t = t.append_column("vector", pa.FixedSizeListArray.from_arrays(
                     pa.array(vec.reshape(-1), type=pa.float32()), view.manifest.dim))
                 tables.append(t)

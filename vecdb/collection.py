@@ -7,6 +7,7 @@ completely before the store sees it, so a failed call changes nothing.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,12 +18,13 @@ from vecdb import filter as filters
 from vecdb.errors import InvalidArgument, InvalidId, InvalidVector, SchemaError
 from vecdb.hits import Hit, Record
 from vecdb.index.exact import exact_search
+from vecdb.index.planner import check_search_params, plan_segment
 from vecdb.index.topk import merge_topk
 from vecdb.rows import (as_ids, as_vectors, build_rows, infer_id_type, payload_columns,
                         table_columns)
 from vecdb.storage import snapshot
 from vecdb.storage.schema import ID, VECTOR, row_schema
-from vecdb.storage.store import CollectionStore, StoreView
+from vecdb.storage.store import CollectionStore, Part, StoreView
 
 log = logging.getLogger("vecdb")
 
@@ -142,12 +144,12 @@ class Collection:
 
         def matching(view: StoreView) -> list:
             doomed = []
-            for _, alive, table_fn, _ in view.parts():
-                mask = self._allowed(expr, alive, table_fn)
+            for part in view.parts():
+                mask = self._allowed(expr, part)
                 if mask is None:
-                    doomed.extend(table_fn().column(ID).to_pylist())
+                    doomed.extend(part.table().column(ID).to_pylist())
                 elif mask.any():
-                    doomed.extend(table_fn().column(ID).take(pa.array(np.flatnonzero(mask))).to_pylist())
+                    doomed.extend(part.table().column(ID).take(pa.array(np.flatnonzero(mask))).to_pylist())
             return doomed
         return self._store.delete_matching(matching)
 
@@ -166,9 +168,9 @@ class Collection:
         expr = self._compile_filter(filter) if filter is not None else None
         view = self._store.view()
         total = 0
-        for vectors, alive, table_fn, _ in view.parts():
-            mask = self._allowed(expr, alive, table_fn)
-            total += len(vectors) if mask is None else int(mask.sum())
+        for part in view.parts():
+            mask = self._allowed(expr, part)
+            total += len(part.vectors) if mask is None else int(mask.sum())
         return total
 
     def get(self, ids: Sequence) -> list[Record]:
@@ -190,11 +192,15 @@ class Collection:
         return [found[i] for i in id_list if i in found]
 
     def search(self, queries, k: int = 10, *, filter: str | None = None,
-               output_fields: Sequence[str] | None = None) -> list[list[Hit]]:
-        """Exact top-k per query, best first; one list of hits per query row.
+               output_fields: Sequence[str] | None = None, params: dict | None = None,
+               explain: bool = False):
+        """Top-k per query, best first; one list of hits per query row.
 
         ``queries`` is (q, dim) (or one (dim,) vector); ``filter`` restricts the candidate rows;
-        ``output_fields`` names the payload fields to return (default: all).
+        ``output_fields`` names the payload fields to return (default: all); ``params`` tunes
+        ANN search (``ef``, ``nprobe``, ``rescore``). Segments without a ready index are
+        searched exactly. With ``explain=True`` returns ``(hits, plan)``: per part (segment or
+        memtable) the strategy chosen, why, the selectivity and the time taken.
         """
         m = self._store.manifest
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
@@ -202,29 +208,42 @@ class Collection:
         q = as_vectors(queries, m.dim, m.metric, what="queries")
         if len(q) == 0:
             raise InvalidVector("queries is empty")
+        params = check_search_params(params)
         fields = self._output_fields(output_fields)
         expr = self._compile_filter(filter) if filter is not None else None
         view = self._store.view()
-        scores, keys = self._search_view(view, q, int(k), expr)
-        return self._hits(view, scores, keys, fields)
+        scores, keys, plan = self._search_view(view, q, int(k), expr, params)
+        hits = self._hits(view, scores, keys, fields)
+        return (hits, plan) if explain else hits
 
-    def _search_view(self, view: StoreView, q: np.ndarray, k: int, expr):
+    def _search_view(self, view: StoreView, q: np.ndarray, k: int, expr, params: dict):
         kernel_metric = "l2" if self.metric == "l2" else "ip"
-        parts = []
-        for i, (vectors, alive, table_fn, norms_fn) in enumerate(view.parts()):
-            allowed = self._allowed(expr, alive, table_fn)
-            if allowed is not None and not allowed.any():
-                continue
-            norms = norms_fn() if (kernel_metric == "l2" and norms_fn is not None and len(q) > 1) else None
-            s, rows = exact_search(vectors, q, k, kernel_metric, allowed, norms)
-            parts.append((s, np.where(rows >= 0, (np.int64(i) << PART_BITS) | rows, -1)))
-        if not parts:
+        results, explain = [], []
+        for i, part in enumerate(view.parts()):
+            t0 = time.perf_counter()
+            allowed = self._allowed(expr, part)
+            n_allowed = len(part.vectors) if allowed is None else int(np.count_nonzero(allowed))
+            seg = part.segment
+            index = seg.index if seg is not None else None
+            plan = plan_segment(len(part.vectors), n_allowed, k,
+                                seg.index_kind if seg is not None else None, index is not None, params)
+            if plan.strategy == "index":
+                s, rows = index.search(q, k, allowed, params)
+            elif plan.strategy == "exact":
+                norms = part.norms_fn() if (kernel_metric == "l2" and part.norms_fn and len(q) > 1) else None
+                s, rows = exact_search(part.vectors, q, k, kernel_metric, allowed, norms)
+            if plan.strategy != "skip":
+                results.append((s, np.where(rows >= 0, (np.int64(i) << PART_BITS) | rows, -1)))
+            explain.append({"part": f"segment {seg.num}" if seg is not None else "memtable", **plan.as_dict(),
+                            "ms": round((time.perf_counter() - t0) * 1000, 3)})
+        if not results:
             worst = np.inf if kernel_metric == "l2" else -np.inf
-            return np.full((len(q), k), worst, np.float32), np.full((len(q), k), -1, np.int64)
-        return merge_topk(parts, k, higher_is_better=kernel_metric == "ip")
+            return np.full((len(q), k), worst, np.float32), np.full((len(q), k), -1, np.int64), explain
+        scores, keys = merge_topk(results, k, higher_is_better=kernel_metric == "ip")
+        return scores, keys, explain
 
     def _hits(self, view: StoreView, scores: np.ndarray, keys: np.ndarray, fields: list[str]) -> list[list[Hit]]:
-        tables = [p[2] for p in view.parts()]
+        tables = [p.table_fn for p in view.parts()]
         wanted: dict[int, set[int]] = {}
         for key in keys[keys >= 0].tolist():
             wanted.setdefault(key >> PART_BITS, set()).add(key & ((1 << PART_BITS) - 1))
@@ -255,12 +274,12 @@ class Collection:
         return filters.compile(expression, self.schema, self.id_type)
 
     @staticmethod
-    def _allowed(expr, alive, table_fn) -> np.ndarray | None:
-        """Rows alive and matching ``expr``; None means every row."""
+    def _allowed(expr, part: Part) -> np.ndarray | None:
+        """Rows of ``part`` alive and matching ``expr``; None means every row."""
         if expr is None:
-            return alive
-        mask = filters.evaluate(expr, table_fn())
-        return mask if alive is None else mask & alive
+            return part.alive
+        mask = filters.evaluate(expr, part.table())
+        return mask if part.alive is None else mask & part.alive
 
     def _output_fields(self, output_fields) -> list[str]:
         if output_fields is None:
@@ -302,12 +321,20 @@ class Collection:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def wait_for_indexes(self, timeout: float | None = None) -> bool:
+        """Block until every sealed segment's index is built; False if ``timeout`` (s) passed."""
+        return self._store.wait_for_indexes(timeout)
+
     def stats(self) -> dict:
+        """Rows, segments (with their index state, rows done and memory), memtable, settings."""
         view = self._store.view()
+        indexes = self._store.index_stats()
         return {
             "name": self.name, "dim": self.dim, "metric": self.metric, "id_type": self.id_type,
             "version": view.manifest.version, "rows": self.count(),
-            "segments": [{"num": s.num, "rows": s.n, "deleted": s.n_deleted} for s in view.segments],
+            "index": dict(view.manifest.index),
+            "segments": [{"num": s.num, "rows": s.n, "deleted": s.n_deleted,
+                          "index": indexes.get(s.num, {"state": "none"})} for s in view.segments],
             "memtable_rows": view.memtable.n if view.memtable else 0,
             "durability": self._store.options.durability,
         }

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from vecdb.collection import Collection
 from vecdb.errors import (AlreadyExists, CollectionNotFound, InvalidArgument, Unavailable)
+from vecdb.index.base import check_index_config
 from vecdb.storage import snapshot
 from vecdb.storage.lock import DirLock
 from vecdb.storage.manifest import Manifest
@@ -99,14 +100,19 @@ class Database:
         return self.path / "collections" / name
 
     def create_collection(self, name: str, dim: int, metric: str = "cosine", *,
-                          schema: dict[str, str] | None = None, id_type: str | None = None) -> Collection:
+                          schema: dict[str, str] | None = None, id_type: str | None = None,
+                          index: dict | None = None) -> Collection:
         """Create a collection; raises ``AlreadyExists`` if the name is taken.
 
         metric: ``cosine`` (vectors stored normalised; score = cosine similarity), ``dot``
         (inner product) or ``l2`` (squared euclidean distance, lower is better).
         schema: payload field -> type (int64, float64, bool, string, timestamp, list<string>,
         list<int64>); every field is nullable. id_type: ``string`` or ``int64``; if omitted,
-        the first write decides.
+        the first write decides. index: ``{"type": "auto"}`` (default: exact for small
+        segments, HNSW for large ones), ``flat`` (always exact), ``hnsw``, ``hnsw_sq8``,
+        ``ivf_flat``, ``ivf_pq`` or ``sq_fp16`` with build params, e.g.
+        ``{"type": "hnsw", "m": 32, "ef_construction": 200}``; sealed segments get their index
+        built in the background and are searched exactly until it is ready.
         """
         self._check_open()
         self._check_writable()
@@ -118,11 +124,12 @@ class Database:
         if id_type is not None and id_type not in ID_TYPES:
             raise InvalidArgument(f"id_type must be one of {ID_TYPES} or None, got {id_type!r}")
         fields = check_payload_schema(schema)
+        index_config = check_index_config(index)
         with self._lock:
             if directory.exists():
                 raise AlreadyExists(f"collection {name!r} already exists")
             manifest = Manifest(version=1, name=name, dim=dim, metric=metric, id_type=id_type,
-                                schema=fields, index={"type": "flat"})
+                                schema=fields, index=index_config)
             col = Collection(CollectionStore.create(directory, manifest, self.options))
             self._collections[name] = col
             return col

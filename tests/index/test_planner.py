@@ -1,0 +1,54 @@
+"""The planner is a pure function: tested without a disk or an index."""
+from __future__ import annotations
+
+import pytest
+
+import vecdb
+from vecdb.index.planner import (AUTO_HNSW_MIN_ROWS, EXACT_MAX_ALLOWED, check_search_params,
+                                 index_config_for, plan_segment)
+
+N = 1_000_000
+
+
+@pytest.mark.parametrize("allowed,kind,ready,strategy", [
+    (0, "hnsw", True, "skip"),
+    (N, None, False, "exact"),
+    (N, "flat", True, "exact"),
+    (N, "hnsw", False, "exact"),                      # during a build: exact, never worse
+    (N, "hnsw", True, "index"),
+    (N // 2, "hnsw", True, "index"),                   # 50 %
+    (N // 10, "ivf_flat", True, "index"),              # 10 %
+    (N // 100, "hnsw", True, "exact"),                 # 1 %: scan the allowed rows
+    (N // 1000, "hnsw", True, "exact"),                # 0.1 %
+    (EXACT_MAX_ALLOWED, "hnsw", True, "exact"),
+])
+def test_strategy_by_selectivity(allowed, kind, ready, strategy):
+    plan = plan_segment(N, allowed, 10, kind, ready, {"ef": 64})
+    assert plan.strategy == strategy
+    assert plan.allowed == allowed and plan.rows == N and plan.reason
+    d = plan.as_dict()
+    assert d["strategy"] == strategy and d["selectivity"] == pytest.approx(allowed / N)
+    if strategy == "index":
+        assert plan.params == {"ef": 64}
+
+
+def test_k_above_allowed_rows_scans():
+    assert plan_segment(100_000, 50_000, 60_000, "hnsw", True).strategy == "exact"
+
+
+def test_auto_config_by_segment_size():
+    assert index_config_for({"type": "auto"}, AUTO_HNSW_MIN_ROWS - 1) is None
+    assert index_config_for({"type": "auto"}, AUTO_HNSW_MIN_ROWS) == {"type": "hnsw"}
+    assert index_config_for({"type": "flat"}, 10**9) is None
+    assert index_config_for({"type": "ivf_pq", "nbits": 8}, 10) == {"type": "ivf_pq", "nbits": 8}
+
+
+@pytest.mark.parametrize("params", [{"eff": 3}, {"ef": 0}, {"ef": "big"}, {"nprobe": -1}, ["ef"], {"rescore": 1.5}])
+def test_bad_search_params(params):
+    with pytest.raises(vecdb.InvalidArgument):
+        check_search_params(params)
+
+
+def test_good_search_params():
+    assert check_search_params(None) == {}
+    assert check_search_params({"ef": 64, "nprobe": 16, "rescore": 4}) == {"ef": 64, "nprobe": 16, "rescore": 4}

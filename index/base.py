@@ -39,7 +39,7 @@ from vecdb.index.exact import exact_search, squared_norms
 
 __all__ = [
     "VectorIndex", "FaissIndex", "Param", "PARAMS", "DEFAULTS", "INDEX_TYPES", "METRICS",
-    "make_index", "load_index", "check_index_config", "read_footer", "FORMAT_VERSION",
+    "make_index", "load_index", "check_index_config", "check_search_params", "read_footer", "FORMAT_VERSION",
 ]
 
 METRICS = ("ip", "l2")
@@ -132,6 +132,23 @@ def resolve_params(kind: str, given: dict[str, Any]) -> dict[str, Any]:
     for name, value in given.items():
         out[name] = _check_value(kind, name, spec[name], value)
     return out
+
+
+def check_search_params(params: dict | None) -> dict:
+    """Validate per-call search params (names and values) against every index type's search
+    parameters; returns a copy. A name a given index does not use is ignored there."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidArgument(f"search params must be a dict, got {type(params).__name__}")
+    unknown = sorted(set(params) - SEARCH_PARAMS)
+    if unknown:
+        raise InvalidArgument(f"unknown search parameter(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(sorted(SEARCH_PARAMS))}")
+    for name, value in params.items():
+        spec = next(ps[name] for ps in PARAMS.values() if name in ps)
+        _check_value("search", name, spec, value)
+    return dict(params)
 
 
 def _check_dim_metric(dim: Any, metric: Any) -> tuple[int, str]:
@@ -376,12 +393,7 @@ class VectorIndex(abc.ABC):
         out = dict(self.params)
         if not params:
             return out
-        if not isinstance(params, dict):
-            raise InvalidArgument(f"search params must be a dict, got {type(params).__name__}")
-        unknown = sorted(set(params) - SEARCH_PARAMS)
-        if unknown:
-            raise InvalidArgument(f"unknown search parameter(s) {', '.join(map(repr, unknown))}; "
-                                  f"known: {', '.join(sorted(SEARCH_PARAMS))}")
+        check_search_params(params)
         spec = PARAMS[self.kind]
         for name, value in params.items():
             if name in spec:

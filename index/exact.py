@@ -10,7 +10,9 @@ Design (DESIGN §5, §9; measured against faiss.IndexFlat in ``bench/exact_kerne
   in cache. Memory-bound, like faiss's sequential scan.
 - Many queries (``_scan_many``): a register tile of 4 rows x 4 dimensions, vectorised across
   the (transposed, padded) queries; compute-bound, about BLAS speed, fused with the heaps.
-- Small calls run on one thread: waking a second costs more than it saves.
+- The per-chunk work is a plain jitted function that the prange body calls (LLVM optimises
+  it 25-60 % better there than inlined in the parallel loop), and that small calls run
+  directly on the calling thread: waking another costs more than it saves.
 
 Scores are kept internally as a key where higher is better (ip: x.q; l2: -||x - q||^2 on the
 scan, -||x - q||^2 / 2 expanded with the norms on the batch tile), and keys map to scores
@@ -21,16 +23,19 @@ scores and the tie rule holds exactly; results do not depend on the thread count
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numba
 import numpy as np
 from numba import njit, prange
+
+from vecdb.index.topk import EMPTY, heap_offer, heap_sorted
 
 __all__ = ["exact_search", "squared_norms"]
 
 # Reassociation and contraction let LLVM vectorise the dot products; no nnan/ninf, because
 # -inf padding and NaN rows must compare correctly.
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-_SENTINEL = np.int64(1) << np.int64(62)  # row of an empty heap slot; worse than any real row
 # Multiply-adds below which one more thread does not pay for waking it (about 0.1-0.3 ms of
 # work; on a loaded machine a wake-up can cost milliseconds).
 _MIN_WORK_PER_THREAD = 1 << 21
@@ -41,75 +46,6 @@ _MASK_SCAN_DENSITY = (0.15, 0.05)
 _QUERY_LANES = 16  # batch queries are padded to a multiple of one AVX-512 vector of float32
 
 _IP, _L2_DIRECT, _L2_NORMS = 0, 1, 2
-
-
-# --------------------------------------------------------------------------- heaps
-# A heap is a pair of arrays (keys float32 (k,), rows int64 (k,)) holding the best k seen so
-# far, worst at the root: "a is worse than b" when a.key < b.key, or keys equal and a.row > b.row.
-
-
-@njit(nogil=True, inline="always")
-def _worse(ka, ra, kb, rb):
-    return ka < kb or (ka == kb and ra > rb)
-
-
-@njit(nogil=True)
-def _replace_root(keys, rows, key, row):
-    """Replace the root (the worst entry) by (key, row) and sift it down."""
-    k = keys.shape[0]
-    pos = 0
-    while True:
-        child = 2 * pos + 1
-        if child >= k:
-            break
-        right = child + 1
-        if right < k and _worse(keys[right], rows[right], keys[child], rows[child]):
-            child = right
-        if _worse(keys[child], rows[child], key, row):
-            keys[pos] = keys[child]
-            rows[pos] = rows[child]
-            pos = child
-        else:
-            break
-    keys[pos] = key
-    rows[pos] = row
-
-
-@njit(nogil=True)
-def _offer(keys, rows, key, row):
-    """Offer one candidate; returns the new admission threshold (the root key)."""
-    if key > keys[0] or (key == keys[0] and row < rows[0]):
-        _replace_root(keys, rows, key, row)
-    return keys[0]
-
-
-@njit(nogil=True)
-def _sorted_from_heap(keys, rows, out_keys, out_rows):
-    """Write the heap's entries best-first into out_keys/out_rows (destroys the heap)."""
-    k = keys.shape[0]
-    for last in range(k - 1, -1, -1):
-        out_keys[last] = keys[0]
-        out_rows[last] = rows[0]
-        # move the last leaf to the root and sift it down within keys[:last]
-        key = keys[last]
-        row = rows[last]
-        pos = 0
-        while True:
-            child = 2 * pos + 1
-            if child >= last:
-                break
-            right = child + 1
-            if right < last and _worse(keys[right], rows[right], keys[child], rows[child]):
-                child = right
-            if _worse(keys[child], rows[child], key, row):
-                keys[pos] = keys[child]
-                rows[pos] = rows[child]
-                pos = child
-            else:
-                break
-        if last > 0:
-            keys[pos] = key
-            rows[pos] = row
 
 
 # --------------------------------------------------------------------------- kernels
@@ -126,9 +62,10 @@ def _few_chunk(vectors, ids, use_ids, mask, use_mask, lo, hi, queries, mode, key
 
     One row at a time (a single stream per thread suits the prefetcher; 4-row tiles measured
     slower for one query). Several queries take turns on blocks of 64 rows, so each block is
-    read from memory once. l2 is the direct sum of squares (no norms needed). A plain
-    function, not a prange body: LLVM optimises it better there (measured 20-40 %).
+    read from memory once. l2 is the direct sum of squares (no norms needed).
     """
+    if hi <= lo:
+        return
     d = vectors.shape[1]
     nq = queries.shape[0]
     block = hi - lo if nq == 1 else 64  # one query: a plain streaming scan
@@ -151,20 +88,15 @@ def _few_chunk(vectors, ids, use_ids, mask, use_mask, lo, hi, queries, mode, key
                         s += t * t
                     s = -s
                 if s >= thr and (not use_mask or mask[r]):
-                    thr = _offer(ka, ra, s, r)
+                    thr = heap_offer(ka, ra, s, r)
 
 
 @njit(nogil=True, parallel=True, cache=True)
-def _scan_few(vectors, ids, use_ids, mask, use_mask, m, queries, mode, k, chunk):
-    """A few queries against rows 0..m-1 (or ids[0..m-1]); per-chunk heaps (nchunks, nq, k)."""
-    nq = queries.shape[0]
-    nchunks = (m + chunk - 1) // chunk
-    hk = np.full((nchunks, nq, k), -np.inf, dtype=np.float32)
-    hr = np.full((nchunks, nq, k), _SENTINEL, dtype=np.int64)
-    for c in prange(nchunks):
+def _scan_few(vectors, ids, use_ids, mask, use_mask, m, queries, mode, chunk, hk, hr):
+    """_few_chunk over rows 0..m-1 (or ids[0..m-1]), one chunk per task, heaps hk/hr[chunk]."""
+    for c in prange(hk.shape[0]):
         _few_chunk(vectors, ids, use_ids, mask, use_mask, c * chunk, min(m, (c + 1) * chunk),
                    queries, mode, hk[c], hr[c])
-    return hk, hr
 
 
 @njit(nogil=True)
@@ -176,13 +108,13 @@ def _offer_rows(keys, rows, thr, nq, s0, s1, s2, s3, r0, r1, r2, r3, valid):
             ka = keys[a]
             ra = rows[a]
             if s0[a] >= t:
-                t = _offer(ka, ra, s0[a], r0)
+                t = heap_offer(ka, ra, s0[a], r0)
             if valid > 1 and s1[a] >= t:
-                t = _offer(ka, ra, s1[a], r1)
+                t = heap_offer(ka, ra, s1[a], r1)
             if valid > 2 and s2[a] >= t:
-                t = _offer(ka, ra, s2[a], r2)
+                t = heap_offer(ka, ra, s2[a], r2)
             if valid > 3 and s3[a] >= t:
-                t = _offer(ka, ra, s3[a], r3)
+                t = heap_offer(ka, ra, s3[a], r3)
             thr[a] = t
 
 
@@ -190,9 +122,8 @@ def _offer_rows(keys, rows, thr, nq, s0, s1, s2, s3, r0, r1, r2, r3, valid):
 def _many_chunk(vectors, ids, use_ids, lo, hi, qt, nq, norms, half_qsq, mode, keys, rows):
     """Queries (qt: transposed, (d, nq_padded)) against rows lo..hi-1 (or ids[lo..hi-1]).
 
-    Register tile: 4 rows x 4 dimensions at a time, vectorised across the queries, so there is
-    no horizontal sum and no remainder loop over d per score; the 4 rows stay in L1 while all
-    queries pass. l2 starts each score at -(||q||^2 + ||x||^2)/2 (half_qsq = -||q||^2/2) and
+    Register tile: 4 rows x 4 dimensions at a time, vectorised across the queries, so no score
+    needs a horizontal sum; the 4 rows stay in L1 while all queries pass. l2 starts each score at -(||q||^2 + ||x||^2)/2 (half_qsq = -||q||^2/2) and
     clamps it at 0, so key = -||x - q||^2 / 2 exactly as reported (score = -2 key): heaps and
     ties see the final distance. Fills the heaps keys/rows (nq, k).
     """
@@ -278,57 +209,41 @@ def _many_chunk(vectors, ids, use_ids, lo, hi, qt, nq, norms, half_qsq, mode, ke
 
 
 @njit(nogil=True, parallel=True, cache=True)
-def _scan_many(vectors, ids, use_ids, m, qt, nq, norms, half_qsq, mode, k, chunk):
-    """Many queries against rows 0..m-1 (or ids[0..m-1]); per-chunk heaps (nchunks, nq, k)."""
-    nchunks = (m + chunk - 1) // chunk
-    hk = np.full((nchunks, nq, k), -np.inf, dtype=np.float32)
-    hr = np.full((nchunks, nq, k), _SENTINEL, dtype=np.int64)
-    for c in prange(nchunks):
+def _scan_many(vectors, ids, use_ids, m, qt, nq, norms, half_qsq, mode, chunk, hk, hr):
+    """_many_chunk over rows 0..m-1 (or ids[0..m-1]), one chunk per task, heaps hk/hr[chunk]."""
+    for c in prange(hk.shape[0]):
         _many_chunk(vectors, ids, use_ids, c * chunk, min(m, (c + 1) * chunk), qt, nq, norms,
                     half_qsq, mode, hk[c], hr[c])
-    return hk, hr
 
 
 @njit(nogil=True, cache=True)
-def _finish(hk, hr, nq, k, mode):
-    """Merge per-chunk heaps (nchunks, nq, k) into best-first (nq, k) scores and rows.
+def _finish(hk, hr, k, mode):
+    """Merge per-chunk heaps (nchunks, nq, k) into best-first (nq, k) float32 scores and rows.
 
-    Keys become scores (ip: key; l2: -key, or -2 key on the batch tile; both exact, so the
-    order is unchanged); ties to the lower row; padding (row -1, -inf / +inf) last.
+    Keys map to scores exactly (ip: key; l2: -key on the scan, -2 key on the batch tile), so
+    the order the heaps saw is the order reported. Every slot is filled: k <= allowed rows.
     """
-    nchunks = hk.shape[0]
+    nchunks, nq = hk.shape[0], hk.shape[1]
+    scale = np.float32(1.0 if mode == _IP else (-1.0 if mode == _L2_DIRECT else -2.0))
     out_s = np.empty((nq, k), dtype=np.float32)
     out_r = np.empty((nq, k), dtype=np.int64)
     keys = np.empty(k, dtype=np.float32)
     rows = np.empty(k, dtype=np.int64)
-    sk = np.empty(k, dtype=np.float32)
-    sr = np.empty(k, dtype=np.int64)
     for qi in range(nq):
-        keys[:] = -np.inf
-        rows[:] = _SENTINEL
-        thr = keys[0]
-        for c in range(nchunks):
-            for t in range(k):
-                r = hr[c, qi, t]
-                if r == _SENTINEL:
-                    continue
-                key = hk[c, qi, t]
-                if key >= thr:
-                    thr = _offer(keys, rows, key, r)
-        _sorted_from_heap(keys, rows, sk, sr)
+        if nchunks == 1:
+            keys[:] = hk[0, qi]
+            rows[:] = hr[0, qi]
+        else:
+            keys[:] = -np.inf
+            rows[:] = EMPTY
+            root = keys[0]
+            for c in range(nchunks):
+                for t in range(k):
+                    if hk[c, qi, t] >= root and hr[c, qi, t] != EMPTY:
+                        root = heap_offer(keys, rows, hk[c, qi, t], hr[c, qi, t])
+        heap_sorted(keys, rows, out_s[qi], out_r[qi])
         for t in range(k):
-            key = sk[t]
-            r = sr[t]
-            if r == _SENTINEL:
-                out_r[qi, t] = -1
-            else:
-                out_r[qi, t] = r
-            if mode == _IP:
-                out_s[qi, t] = key
-            elif mode == _L2_DIRECT:
-                out_s[qi, t] = -key
-            else:
-                out_s[qi, t] = np.float32(-2.0) * key
+            out_s[qi, t] = out_s[qi, t] * scale + np.float32(0.0)  # + 0: no -0.0 distances
     return out_s, out_r
 
 
@@ -376,8 +291,7 @@ def squared_norms(vectors) -> np.ndarray:
 def _plan(m: int, d: int, nq: int, threads: int) -> tuple[int, int]:
     """(threads to use, rows per chunk): one chunk per thread, fewer threads for small work."""
     use = int(max(1, min(threads, (m * d * nq) // _MIN_WORK_PER_THREAD, m // 64)))
-    chunk = -(-m // use)
-    return use, (chunk + 3) // 4 * 4
+    return use, -(-m // use)
 
 
 def _many_min_queries(d: int) -> int:
@@ -439,33 +353,51 @@ def exact_search(
         else:
             ids = _readonly(np.flatnonzero(allowed))  # visit the allowed rows only
             m = count
-    threads = numba.get_num_threads()
-    use, chunk = _plan(m, d, nq, threads)
-    if use < threads:
-        numba.set_num_threads(use)  # thread-local in Numba: other callers are not affected
-    try:
-        if few:
-            scores, rows = _search_few(vectors, queries, kk, metric, ids, mask, m, chunk)
-        else:
-            scores, rows = _search_many(vectors, queries, kk, metric, ids, m, norms, chunk)
-    finally:
-        if use < threads:
-            numba.set_num_threads(threads)
+    use, chunk = _plan(m, d, nq, numba.get_num_threads())
+    if few:
+        scores, rows = _search_few(vectors, queries, kk, metric, ids, mask, m, use, chunk)
+    else:
+        scores, rows = _search_many(vectors, queries, kk, metric, ids, m, norms, use, chunk)
     out_s[:, :kk] = scores
     out_r[:, :kk] = rows
     return out_s, out_r
 
 
-def _search_few(vectors, queries, k, metric, ids, mask, m, chunk):
+def _heaps(use: int, nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Empty heaps, one per (chunk, query): keys (use, nq, k) and rows."""
+    return (np.full((use, nq, k), -np.inf, dtype=np.float32),
+            np.full((use, nq, k), EMPTY, dtype=np.int64))
+
+
+@contextmanager
+def _threads(use: int):
+    """Run Numba's parallel regions on ``use`` threads here (Numba's setting is per thread)."""
+    threads = numba.get_num_threads()
+    if use >= threads:
+        yield
+        return
+    numba.set_num_threads(use)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(threads)
+
+
+def _search_few(vectors, queries, k, metric, ids, mask, m, use, chunk):
     nq = queries.shape[0]
     mode = _IP if metric == "ip" else _L2_DIRECT
     q32 = _readonly(np.ascontiguousarray(queries, dtype=np.float32))
-    hk, hr = _scan_few(vectors, ids, ids.shape[0] > 0, mask, mask.shape[0] > 0, m, q32, mode,
-                       k, chunk)
-    return _finish(hk, hr, nq, k, mode)
+    hk, hr = _heaps(use, nq, k)
+    use_ids, use_mask = ids.shape[0] > 0, mask.shape[0] > 0
+    if use == 1:  # no parallel region: nothing to wake
+        _few_chunk(vectors, ids, use_ids, mask, use_mask, 0, m, q32, mode, hk[0], hr[0])
+    else:
+        with _threads(use):
+            _scan_few(vectors, ids, use_ids, mask, use_mask, m, q32, mode, chunk, hk, hr)
+    return _finish(hk, hr, k, mode)
 
 
-def _search_many(vectors, queries, k, metric, ids, m, norms, chunk):
+def _search_many(vectors, queries, k, metric, ids, m, norms, use, chunk):
     d = vectors.shape[1]
     nq = queries.shape[0]
     nq_padded = -(-nq // _QUERY_LANES) * _QUERY_LANES
@@ -480,6 +412,13 @@ def _search_many(vectors, queries, k, metric, ids, m, norms, chunk):
         half_qsq[:nq] = np.float32(-0.5) * np.einsum("ji,ji->i", qt[:, :nq], qt[:, :nq])
     else:
         norms = _NO_NORMS
-    hk, hr = _scan_many(vectors, ids, ids.shape[0] > 0, m, _readonly(qt), nq, norms,
-                        _readonly(half_qsq), mode, k, chunk)
-    return _finish(hk, hr, nq, k, mode)
+    qt, half_qsq = _readonly(qt), _readonly(half_qsq)
+    hk, hr = _heaps(use, nq, k)
+    if use == 1:
+        _many_chunk(vectors, ids, ids.shape[0] > 0, 0, m, qt, nq, norms, half_qsq, mode, hk[0],
+                    hr[0])
+    else:
+        with _threads(use):
+            _scan_many(vectors, ids, ids.shape[0] > 0, m, qt, nq, norms, half_qsq, mode, chunk,
+                       hk, hr)
+    return _finish(hk, hr, k, mode)

@@ -63,28 +63,6 @@ def plan_segment(rows: int, allowed: int, k: int, index_kind: str | None, index_
     return Plan("index", "index search", rows, allowed, k, params)
 
 
-def check_search_params(params: dict | None) -> dict:
-    """Validate per-call search params (names and values) before any segment is searched.
-
-    Names come from every index type's search parameters (``ef``, ``nprobe``, ``rescore``,
-    ...); a name the segment's index does not use is ignored there.
-    """
-    from vecdb.errors import InvalidArgument
-    from vecdb.index.base import PARAMS, SEARCH_PARAMS, _check_value
-    if params is None:
-        return {}
-    if not isinstance(params, dict):
-        raise InvalidArgument(f"params must be a dict, got {type(params).__name__}")
-    unknown = sorted(set(params) - SEARCH_PARAMS)
-    if unknown:
-        raise InvalidArgument(f"unknown search parameter(s) {', '.join(map(repr, unknown))}; "
-                              f"known: {', '.join(sorted(SEARCH_PARAMS))}")
-    for name, value in params.items():
-        spec = next(ps[name] for ps in PARAMS.values() if name in ps)
-        _check_value("search", name, spec, value)
-    return dict(params)
-
-
 # ``auto`` builds HNSW on segments of at least this many rows; smaller ones are scanned
 # exactly (below it a scan is about as fast, see bench.ann's crossover table).
 AUTO_HNSW_MIN_ROWS = 20_000

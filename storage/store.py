@@ -437,7 +437,6 @@ class CollectionStore:
         with self._compacting:
             self.flush()
             with self.write_lock:
-                seq = self._seq
                 stats = [compaction.SegmentStats(s.num, s.n, s.n_alive) for s in self._state[0]]
                 groups = compaction.plan(stats, self.options.compact_target_rows)
                 if not groups:

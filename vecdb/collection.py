@@ -18,7 +18,8 @@ from vecdb import filter as filters
 from vecdb.errors import InvalidArgument, InvalidId, InvalidVector, SchemaError
 from vecdb.hits import Hit, Record
 from vecdb.index.exact import exact_search
-from vecdb.index.planner import check_search_params, plan_segment
+from vecdb.index.base import check_search_params
+from vecdb.index.planner import plan_segment
 from vecdb.index.topk import merge_topk
 from vecdb.rows import (as_ids, as_vectors, build_rows, infer_id_type, payload_columns,
                         table_columns)

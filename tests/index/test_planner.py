@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 import vecdb
-from vecdb.index.planner import (AUTO_HNSW_MIN_ROWS, EXACT_MAX_ALLOWED, check_search_params,
-                                 index_config_for, plan_segment)
+from vecdb.index.base import check_search_params
+from vecdb.index.planner import AUTO_HNSW_MIN_ROWS, EXACT_MAX_ALLOWED, index_config_for, plan_segment
 
 N = 1_000_000
 

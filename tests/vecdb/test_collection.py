@@ -244,3 +244,26 @@ def test_bad_connect_options(tmp_path):
         vecdb.connect(tmp_path, durability="sometimes")
     with pytest.raises(vecdb.InvalidArgument):
         vecdb.connect(tmp_path, seal_rows=0)
+
+
+@pytest.mark.parametrize("dim", [3, 97])
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_exact_search_matches_numpy_across_segments_and_memtable(tmp_path, dim, metric):
+    from tests.invariants import model_scores
+    rng = np.random.default_rng(dim)
+    X = rng.normal(size=(300, dim)).astype(np.float32)
+    Q = rng.normal(size=(4, dim)).astype(np.float32)
+    with vecdb.connect(tmp_path) as db:
+        col = db.create_collection("c", dim=dim, metric=metric, schema={"even": "bool"})
+        col.upsert(ids=list(range(200)), vectors=X[:200], payloads=[{"even": i % 2 == 0} for i in range(200)])
+        col.flush()                                       # a sealed segment ...
+        col.upsert(ids=list(range(200, 300)), vectors=X[200:], payloads=[{"even": i % 2 == 0} for i in range(200, 300)])
+        truth = model_scores(X, Q, metric)                # ... plus the memtable
+        sign = -1.0 if metric == "l2" else 1.0
+        for k, flt, rows in ((10, None, np.arange(300)), (500, None, np.arange(300)),
+                             (7, "even = TRUE", np.arange(0, 300, 2))):
+            hits = col.search(Q, k=k, filter=flt)
+            for qi, row in enumerate(hits):
+                order = rows[np.argsort(-truth[qi][rows], kind="stable")][:k]
+                assert len(row) == min(k, len(rows))
+                np.testing.assert_allclose([h.score for h in row], sign * truth[qi][order], rtol=1e-4, atol=1e-4)

@@ -132,8 +132,15 @@ class IndexBuilder:
             log.info("%s: building %s index on segment %d (%d rows)", self._name, config["type"], seg.num, seg.n)
             index = make_index(config, self._dim, self._metric)
 
+            step = max(1, seg.n // 4)
+            logged = [0]
+
             def progress(done: int) -> None:
                 st.rows_done = done
+                if done - logged[0] >= step and done < seg.n:
+                    logged[0] = done
+                    log.info("%s: segment %d index %d/%d rows (%.0fs)", self._name, seg.num, done, seg.n,
+                             time.perf_counter() - st.started)
                 if self._stop:
                     raise _Stopped()
             index.build(seg.vectors, progress=progress)

@@ -120,8 +120,8 @@ def merge_topk(
     merged = np.concatenate(scores, axis=1).astype(np.float64, copy=False)
     if not higher_is_better:
         merged = -merged
-    out_keys, out_rows = select_topk(merged, np.concatenate(keys, axis=1).astype(np.int64, copy=False),
-                                k)
+    rows = np.concatenate(keys, axis=1).astype(np.int64, copy=False)
+    out_keys, out_rows = select_topk(merged, rows, k)
     if not higher_is_better:
         out_keys = -out_keys
     return out_keys.astype(dtype, copy=False), out_rows

@@ -127,6 +127,17 @@ def test_no_rows_or_no_queries(metric, nq):
     assert (scores == (-np.inf if metric == "ip" else np.inf)).all()
 
 
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("nq", QUERY_COUNTS)
+def test_nan_rows_are_never_returned(metric, nq):
+    vectors, queries = random_data(6, 3, nq, seed=2)
+    vectors[[1, 4]] = np.nan
+    scores, rows = exact_search(vectors, queries, 6, metric)
+    assert (rows[:, :4] >= 0).all() and not np.isin(rows, [1, 4]).any()
+    assert (rows[:, 4:] == -1).all()
+    assert (scores[:, 4:] == (-np.inf if metric == "ip" else np.inf)).all()
+
+
 def test_k_zero():
     vectors, queries = random_data(10, 3, 2)
     scores, rows = exact_search(vectors, queries, 0, "ip")

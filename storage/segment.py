@@ -131,6 +131,7 @@ class Segment:
         self._mask_lock = threading.Lock()
         self._mask: tuple[int, np.ndarray | None] | None = None
         self._norms: np.ndarray | None = None
+        self._id_list: list | None = None
         self.index = None            # a ready VectorIndex, set once its build is durable
         self.index_kind: str | None = None
 
@@ -169,6 +170,13 @@ class Segment:
             result = None if mask.all() else mask
             self._mask = (last, result)
         return result
+
+    def id_list(self) -> list:
+        """Ids as a Python list (built once: hits look ids up by row number)."""
+        ids = self._id_list
+        if ids is None:
+            ids = self._id_list = self.ids.to_pylist()
+        return ids
 
     def norms(self) -> np.ndarray:
         """Squared L2 norms of the rows, computed once on first use."""

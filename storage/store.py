@@ -73,6 +73,13 @@ class Part:
     def table(self) -> pa.Table:
         return self.table_fn()
 
+    def ids_at(self, rows: list[int]) -> list:
+        """The ids of ``rows`` (sorted row numbers), as Python values."""
+        if self.segment is not None:
+            ids = self.segment.id_list()
+            return [ids[r] for r in rows]
+        return self.table().column(ID).take(pa.array(rows)).to_pylist()
+
 
 @dataclass(frozen=True)
 class StoreView:
@@ -222,9 +229,7 @@ class CollectionStore:
         self._check_open()
         seq = self.visible_seq()     # take seq before the state: see DESIGN §9 / memtable.py
         segments, memtable = self._state
-        m = self._manifest
-        return StoreView(seq, segments, memtable.view(seq),
-                         m, payload_schema(m.id_type or "string", m.schema))
+        return StoreView(seq, segments, memtable.view(seq), self._manifest, memtable.schema)
 
     def set_id_type(self, id_type: str) -> None:
         """Fix the id type on first write (commits a manifest version). Caller holds write_lock."""

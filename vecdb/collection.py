@@ -32,6 +32,7 @@ log = logging.getLogger("vecdb")
 MAX_K = 16_384
 MAX_BATCH = 1_000_000
 PART_BITS = 40   # merged keys: part index << PART_BITS | row
+ROW_MASK = (1 << PART_BITS) - 1
 
 
 class Collection:
@@ -212,15 +213,18 @@ class Collection:
         params = check_search_params(params)
         fields = self._output_fields(output_fields)
         expr = self._compile_filter(filter) if filter is not None else None
-        view = self._store.view()
-        scores, keys, plan = self._search_view(view, q, int(k), expr, params)
-        hits = self._hits(view, scores, keys, fields)
+        parts = self._store.view().parts()
+        plan = [] if explain else None
+        scores, keys = self._search_parts(parts, q, int(k), expr, params, plan)
+        hits = self._hits(parts, scores, keys, fields)
         return (hits, plan) if explain else hits
 
-    def _search_view(self, view: StoreView, q: np.ndarray, k: int, expr, params: dict):
+    def _search_parts(self, parts: list[Part], q: np.ndarray, k: int, expr, params: dict,
+                      explain: list | None):
+        """Plan and search each part, then merge best-first; appends each plan to ``explain``."""
         kernel_metric = "l2" if self.metric == "l2" else "ip"
-        results, explain = [], []
-        for i, part in enumerate(view.parts()):
+        results = []
+        for i, part in enumerate(parts):
             t0 = time.perf_counter()
             allowed = self._allowed(expr, part)
             n_allowed = len(part.vectors) if allowed is None else int(np.count_nonzero(allowed))
@@ -235,31 +239,38 @@ class Collection:
                 s, rows = exact_search(part.vectors, q, k, kernel_metric, allowed, norms)
             if plan.strategy != "skip":
                 results.append((s, np.where(rows >= 0, (np.int64(i) << PART_BITS) | rows, -1)))
-            explain.append({"part": f"segment {seg.num}" if seg is not None else "memtable", **plan.as_dict(),
-                            "ms": round((time.perf_counter() - t0) * 1000, 3)})
+            if explain is not None:
+                explain.append({"part": f"segment {seg.num}" if seg is not None else "memtable",
+                                **plan.as_dict(), "ms": round((time.perf_counter() - t0) * 1000, 3)})
         if not results:
             worst = np.inf if kernel_metric == "l2" else -np.inf
-            return np.full((len(q), k), worst, np.float32), np.full((len(q), k), -1, np.int64), explain
-        scores, keys = merge_topk(results, k, higher_is_better=kernel_metric == "ip")
-        return scores, keys, explain
+            return np.full((len(q), k), worst, np.float32), np.full((len(q), k), -1, np.int64)
+        if len(results) == 1:    # already best-first and padded
+            return results[0]
+        return merge_topk(results, k, higher_is_better=kernel_metric == "ip")
 
-    def _hits(self, view: StoreView, scores: np.ndarray, keys: np.ndarray, fields: list[str]) -> list[list[Hit]]:
-        tables = [p.table_fn for p in view.parts()]
+    def _hits(self, parts: list[Part], scores: np.ndarray, keys: np.ndarray, fields: list[str]) -> list[list[Hit]]:
+        """Hits per query: ids (and payload fields) looked up once per distinct row."""
         wanted: dict[int, set[int]] = {}
         for key in keys[keys >= 0].tolist():
-            wanted.setdefault(key >> PART_BITS, set()).add(key & ((1 << PART_BITS) - 1))
-        rows_of: dict[int, Any] = {}
-        for part, rows in wanted.items():
+            wanted.setdefault(key >> PART_BITS, set()).add(key & ROW_MASK)
+        rows_of: dict[int, tuple] = {}
+        for i, rows in wanted.items():
             rows = sorted(rows)
-            t = tables[part]().take(pa.array(rows)).select([ID] + fields)
-            cols = {c: t.column(c).to_pylist() for c in [ID] + fields}
-            for j, r in enumerate(rows):
-                rows_of[(part << PART_BITS) | r] = (
-                    cols[ID][j], {f: cols[f][j] for f in fields if cols[f][j] is not None})
+            part = parts[i]
+            ids = part.ids_at(rows)
+            if fields:
+                t = part.table().take(pa.array(rows)).select(fields)
+                cols = [t.column(f).to_pylist() for f in fields]
+                for j, r in enumerate(rows):
+                    rows_of[(i << PART_BITS) | r] = (ids[j], {f: c[j] for f, c in zip(fields, cols) if c[j] is not None})
+            else:
+                for j, r in enumerate(rows):
+                    rows_of[(i << PART_BITS) | r] = (ids[j], {})
         out = []
-        for qi in range(len(keys)):
+        for srow, krow in zip(scores.tolist(), keys.tolist()):
             hits = []
-            for s, key in zip(scores[qi].tolist(), keys[qi].tolist()):
+            for s, key in zip(srow, krow):
                 if key < 0:
                     break
                 rid, payload = rows_of[key]

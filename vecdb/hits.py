@@ -2,22 +2,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
     """One search result: the row's id, its score and the requested payload fields.
 
     Scores: cosine and dot are similarities (higher is better); l2 is the squared distance
-    (lower is better). Hits are always ordered best first.
+    (lower is better). Hits are always ordered best first. (A named tuple: cheap to build,
+    since a search makes one per result.)
     """
 
     id: str | int
     score: float
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,14 @@ def as_vectors(vectors, dim: int, metric: str, what: str = "vectors") -> np.ndar
         raise DimensionMismatch(f"{what} have dimension {arr.shape[1]}, the collection has dim={dim}")
     if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
         raise InvalidVector(f"{what} must be numeric, got dtype {arr.dtype}")
-    with np.errstate(over="ignore"):   # overflow to inf is reported just below
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype != np.float32 or not arr.flags.c_contiguous:
+        with np.errstate(over="ignore"):   # overflow to inf is reported just below
+            arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.isfinite(arr).all():
         bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
         raise InvalidVector(f"{what} row {bad} holds NaN or infinity (or overflows float32)")
     if metric == "cosine" and len(arr):
-        norms = np.linalg.norm(arr, axis=1)
+        norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))
         if (norms == 0).any():
             raise InvalidVector(f"{what} row {int(np.flatnonzero(norms == 0)[0])} is all zeros: "
                                 f"it has no direction for cosine")

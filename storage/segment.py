@@ -30,6 +30,7 @@ SEGMENT_FORMAT_VERSION = b"1"
 DEL_MAGIC = b"VDBDEL01"
 DEL_HEADER = struct.Struct("<8sQI")
 ALIVE = np.iinfo(np.int64).max
+FILTER_CACHE_ENTRIES = 32     # filter masks kept per segment (n bytes each)
 
 
 def segment_name(num: int) -> str:
@@ -132,6 +133,7 @@ class Segment:
         self._mask: tuple[int, np.ndarray | None] | None = None
         self._norms: np.ndarray | None = None
         self._id_list: list | None = None
+        self._filter_masks: dict = {}
         self.index = None            # a ready VectorIndex, set once its build is durable
         self.index_kind: str | None = None
 
@@ -170,6 +172,22 @@ class Segment:
             result = None if mask.all() else mask
             self._mask = (last, result)
         return result
+
+    def filter_mask(self, key, evaluate) -> np.ndarray:
+        """The row mask of filter ``key``, computed by ``evaluate()`` once and kept (LRU).
+
+        Rows never change in a sealed segment, so a filter's mask is reusable until the
+        segment goes away; deletes are applied separately through ``alive_mask``.
+        """
+        cache = self._filter_masks
+        mask = cache.pop(key, None)
+        if mask is None:
+            mask = evaluate()
+            mask.setflags(write=False)
+            while len(cache) >= FILTER_CACHE_ENTRIES:
+                cache.pop(next(iter(cache)))
+        cache[key] = mask           # most recently used last
+        return mask
 
     def id_list(self) -> list:
         """Ids as a Python list (built once: hits look ids up by row number)."""

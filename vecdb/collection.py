@@ -290,7 +290,10 @@ class Collection:
         """Rows of ``part`` alive and matching ``expr``; None means every row."""
         if expr is None:
             return part.alive
-        mask = filters.evaluate(expr, part.table())
+        if part.segment is not None:
+            mask = part.segment.filter_mask(expr, lambda: filters.evaluate(expr, part.table()))
+        else:
+            mask = filters.evaluate(expr, part.table())
         return mask if part.alive is None else mask & part.alive
 
     def _output_fields(self, output_fields) -> list[str]:

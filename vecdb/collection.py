@@ -260,7 +260,7 @@ class Collection:
             part = parts[i]
             ids = part.ids_at(rows)
             if fields:
-                t = part.table().take(pa.array(rows)).select(fields)
+                t = part.table().select(fields).take(pa.array(rows))
                 cols = [t.column(f).to_pylist() for f in fields]
                 for j, r in enumerate(rows):
                     rows_of[(i << PART_BITS) | r] = (ids[j], {f: c[j] for f, c in zip(fields, cols) if c[j] is not None})

@@ -31,6 +31,7 @@ DEL_MAGIC = b"VDBDEL01"
 DEL_HEADER = struct.Struct("<8sQI")
 ALIVE = np.iinfo(np.int64).max
 FILTER_CACHE_ENTRIES = 32     # filter masks kept per segment (n bytes each)
+SUBSET_CACHE_BYTES = 64 << 20  # compact copies of selective filters' rows, per segment
 
 
 def segment_name(num: int) -> str:
@@ -134,6 +135,7 @@ class Segment:
         self._norms: np.ndarray | None = None
         self._id_list: list | None = None
         self._filter_masks: dict = {}
+        self._subsets: dict = {}
         self.index = None            # a ready VectorIndex, set once its build is durable
         self.index_kind: str | None = None
 
@@ -188,6 +190,21 @@ class Segment:
                 cache.pop(next(iter(cache)))
         cache[key] = mask           # most recently used last
         return mask
+
+    def filter_subset(self, key, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row numbers, contiguous copy of their vectors) of a selective filter, kept (LRU,
+        ``SUBSET_CACHE_BYTES`` per segment): scanning a compact copy is ~10x faster than
+        gathering scattered rows through a mask."""
+        cache = self._subsets
+        hit = cache.pop(key, None)
+        if hit is None:
+            rows = np.flatnonzero(mask)
+            hit = (rows, np.ascontiguousarray(self.vectors[rows]))
+            while cache and sum(v.nbytes for _, v in cache.values()) + hit[1].nbytes > SUBSET_CACHE_BYTES:
+                cache.pop(next(iter(cache)))
+        if hit[1].nbytes <= SUBSET_CACHE_BYTES:
+            cache[key] = hit
+        return hit
 
     def id_list(self) -> list:
         """Ids as a Python list (built once: hits look ids up by row number)."""

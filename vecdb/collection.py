@@ -33,6 +33,7 @@ MAX_K = 16_384
 MAX_BATCH = 1_000_000
 PART_BITS = 40   # merged keys: part index << PART_BITS | row
 ROW_MASK = (1 << PART_BITS) - 1
+SUBSET_MAX_FRACTION = 0.25   # exact scans of filters this selective use a compact copy
 
 
 class Collection:
@@ -234,6 +235,12 @@ class Collection:
                                 seg.index_kind if seg is not None else None, index is not None, params)
             if plan.strategy == "index":
                 s, rows = index.search(q, k, allowed, params)
+            elif plan.strategy == "exact" and seg is not None and expr is not None and n_allowed <= SUBSET_MAX_FRACTION * seg.n:
+                # selective filter: scan a cached compact copy of the matching rows
+                sub_rows, sub_vectors = seg.filter_subset(expr, self._filter_mask(expr, part))
+                sub_alive = None if part.alive is None else part.alive[sub_rows]
+                s, r = exact_search(sub_vectors, q, k, kernel_metric, sub_alive)
+                rows = np.where(r >= 0, sub_rows[np.maximum(r, 0)], -1)
             elif plan.strategy == "exact":
                 norms = part.norms_fn() if (kernel_metric == "l2" and part.norms_fn and len(q) > 1) else None
                 s, rows = exact_search(part.vectors, q, k, kernel_metric, allowed, norms)
@@ -290,11 +297,15 @@ class Collection:
         """Rows of ``part`` alive and matching ``expr``; None means every row."""
         if expr is None:
             return part.alive
-        if part.segment is not None:
-            mask = part.segment.filter_mask(expr, lambda: filters.evaluate(expr, part.table()))
-        else:
-            mask = filters.evaluate(expr, part.table())
+        mask = Collection._filter_mask(expr, part)
         return mask if part.alive is None else mask & part.alive
+
+    @staticmethod
+    def _filter_mask(expr, part: Part) -> np.ndarray:
+        """Rows of ``part`` matching ``expr`` (cached per sealed segment), deletes aside."""
+        if part.segment is not None:
+            return part.segment.filter_mask(expr, lambda: filters.evaluate(expr, part.table()))
+        return filters.evaluate(expr, part.table())
 
     def _output_fields(self, output_fields) -> list[str]:
         if output_fields is None:

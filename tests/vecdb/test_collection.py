@@ -267,3 +267,24 @@ def test_exact_search_matches_numpy_across_segments_and_memtable(tmp_path, dim, 
                 order = rows[np.argsort(-truth[qi][rows], kind="stable")][:k]
                 assert len(row) == min(k, len(rows))
                 np.testing.assert_allclose([h.score for h in row], sign * truth[qi][order], rtol=1e-4, atol=1e-4)
+
+
+def test_selective_filter_on_a_segment_with_deletes_is_exact(tmp_path):
+    from tests.invariants import model_scores
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(1000, 6)).astype(np.float32)
+    with vecdb.connect(tmp_path) as db:
+        col = db.create_collection("c", dim=6, metric="l2", schema={"b": "int64"})
+        col.upsert(ids=list(range(1000)), vectors=X, payloads=[{"b": i % 10} for i in range(1000)])
+        col.flush()
+        for _ in range(2):                      # second round hits the cached compact copy
+            col.delete(ids=list(range(0, 1000, 20)))
+            rows = np.array([i for i in range(1000) if i % 10 == 3 and i % 20 != 0])
+            q = rng.normal(size=(3, 6)).astype(np.float32)
+            hits = col.search(q, k=15, filter="b = 3")
+            truth = model_scores(X, q, "l2")
+            for qi, row in enumerate(hits):
+                order = rows[np.argsort(-truth[qi][rows], kind="stable")][:15]
+                assert [h.id for h in row] == order.tolist()
+        col.delete(ids=list(range(3, 1000, 10)))    # every match deleted
+        assert col.search(q, k=5, filter="b = 3") == [[], [], []]

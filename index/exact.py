@@ -332,6 +332,19 @@ def _many_min_queries(d: int) -> int:
     return 8 if d <= 128 else 14
 
 
+def check_queries(queries, d: int, k) -> tuple[np.ndarray, int]:
+    """Queries as a 2-D array of width ``d`` (one vector becomes one row) and k as an int >= 0."""
+    queries = np.asarray(queries)
+    if queries.ndim == 1:
+        queries = queries[None, :]
+    if queries.ndim != 2 or queries.shape[1] != d:
+        raise ValueError(f"queries must have shape (q, {d}), got {queries.shape}")
+    k = int(k)
+    if k < 0:
+        raise ValueError("k must be >= 0")
+    return queries, k
+
+
 def exact_search(
     vectors: np.ndarray,
     queries: np.ndarray,
@@ -356,14 +369,7 @@ def exact_search(
         raise ValueError(f"metric must be 'ip' or 'l2', not {metric!r}")
     vectors = _check_vectors(vectors)
     n, d = vectors.shape
-    queries = np.asarray(queries)
-    if queries.ndim == 1:
-        queries = queries[None, :]
-    if queries.ndim != 2 or queries.shape[1] != d:
-        raise ValueError(f"queries must have shape (q, {d}), got {queries.shape}")
-    k = int(k)
-    if k < 0:
-        raise ValueError("k must be >= 0")
+    queries, k = check_queries(queries, d, k)
     nq = queries.shape[0]
     if allowed is not None:
         allowed = np.asarray(allowed, dtype=np.bool_)  # a copy only if it was not bool

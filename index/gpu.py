@@ -262,15 +262,9 @@ class GpuExact:
         -inf (ip) / +inf (l2) when fewer than k rows are allowed; allowed is an optional bool
         mask (n,) (None = all rows). Synchronous: returns when the device is done.
         """
+        from vecdb.index.exact import check_queries
         n, d = self._n, self._d
-        queries = np.asarray(queries)
-        if queries.ndim == 1:
-            queries = queries[None, :]
-        if queries.ndim != 2 or queries.shape[1] != d:
-            raise ValueError(f"queries must have shape (q, {d}), got {queries.shape}")
-        k = int(k)
-        if k < 0:
-            raise ValueError("k must be >= 0")
+        queries, k = check_queries(queries, d, k)
         if allowed is not None:
             allowed = np.asarray(allowed, dtype=np.bool_)  # a copy only if it was not bool
             if allowed.shape != (n,):

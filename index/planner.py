@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Up to this many allowed rows an exact scan beats an index (it touches only those rows'
-# vectors). From bench.ann on GloVe-390k: exact over 50k rows ran at ~4.9k QPS on one thread,
-# while a filtered HNSW search at 10 % selectivity (39k rows) managed ~300 QPS.
-EXACT_MAX_ALLOWED = 50_000
+# An exact scan of the allowed rows beats an index up to about this many floats (allowed rows
+# x dim): it touches only those rows' vectors. From bench.ann: on GloVe (d=50) exact over 50k
+# rows ran at ~5k QPS on one thread while a filtered HNSW search at 10 % (39k rows) managed
+# ~300 QPS; on WordNet/MiniLM (d=384) exact over 11.7k rows (4.5M floats) ran at 0.48x HNSW.
+EXACT_MAX_FLOATS = 2_500_000
 # Below this fraction of rows allowed, graph/cluster indexes lose recall fast: scan instead.
 EXACT_MAX_SELECTIVITY = 0.02
 
@@ -41,11 +42,11 @@ class Plan:
 
 
 def plan_segment(rows: int, allowed: int, k: int, index_kind: str | None, index_ready: bool,
-                 params: dict | None = None) -> Plan:
-    """Choose the first attempt for one segment.
+                 params: dict | None = None, dim: int = 1) -> Plan:
+    """Choose how to search one segment.
 
-    ``rows`` counts the segment's live rows, ``allowed`` those passing the filter (equal when
-    there is no filter); ``index_kind`` is None for segments without an index.
+    ``rows`` counts the segment's rows, ``allowed`` those visible and passing the filter;
+    ``index_kind`` is None for segments without an index; ``dim`` sizes the scan's cost.
     """
     params = dict(params or {})
     if allowed <= 0:
@@ -54,7 +55,7 @@ def plan_segment(rows: int, allowed: int, k: int, index_kind: str | None, index_
         return Plan("exact", "no ANN index on this segment", rows, allowed, k)
     if not index_ready:
         return Plan("exact", "index is being built", rows, allowed, k)
-    if allowed <= max(EXACT_MAX_ALLOWED, k):
+    if allowed * dim <= EXACT_MAX_FLOATS or allowed <= k:
         return Plan("exact", f"only {allowed} rows pass: a scan is cheaper", rows, allowed, k)
     selectivity = allowed / rows
     if selectivity < EXACT_MAX_SELECTIVITY:
@@ -64,17 +65,18 @@ def plan_segment(rows: int, allowed: int, k: int, index_kind: str | None, index_
     return Plan("index", "index search", rows, allowed, k, params)
 
 
-# ``auto`` builds HNSW on segments of at least this many rows; smaller ones are scanned
-# exactly (below it a scan is about as fast, see bench.ann's crossover table).
-AUTO_HNSW_MIN_ROWS = 20_000
+# ``auto`` builds HNSW on segments of at least this many floats (rows x dim); smaller ones
+# are scanned exactly. bench.ann's crossover: one thread, k=10, exact vs HNSW at ef for
+# recall 0.95 break even near 10k-20k rows at d=50 and below 2k rows at d=384.
+AUTO_HNSW_MIN_FLOATS = 1_000_000
 
 
-def index_config_for(config: dict, rows: int) -> dict | None:
-    """The index to build for a sealed segment of ``rows`` rows under a collection's
+def index_config_for(config: dict, rows: int, dim: int) -> dict | None:
+    """The index to build for a sealed segment of ``rows`` x ``dim`` under a collection's
     index config, or None when the segment is best scanned exactly."""
     kind = config.get("type", "auto")
     if kind == "flat":
         return None
     if kind == "auto":
-        return {"type": "hnsw"} if rows >= AUTO_HNSW_MIN_ROWS else None
+        return {"type": "hnsw"} if rows * dim >= AUTO_HNSW_MIN_FLOATS else None
     return dict(config)

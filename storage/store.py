@@ -181,7 +181,7 @@ class CollectionStore:
 
     def _schedule_index(self, seg: Segment) -> None:
         if seg.index is None:
-            config = index_config_for(self._manifest.index, seg.n)
+            config = index_config_for(self._manifest.index, seg.n, self._manifest.dim)
             if config is not None:
                 seg.index_kind = config["type"]
                 self._indexer.schedule(seg, config)

@@ -232,7 +232,8 @@ class Collection:
             seg = part.segment
             index = seg.index if seg is not None else None
             plan = plan_segment(len(part.vectors), n_allowed, k,
-                                seg.index_kind if seg is not None else None, index is not None, params)
+                                seg.index_kind if seg is not None else None, index is not None, params,
+                                self.dim)
             if plan.strategy == "index":
                 s, rows = index.search(q, k, allowed, params)
             elif plan.strategy == "exact" and seg is not None and expr is not None and n_allowed <= SUBSET_MAX_FRACTION * seg.n:

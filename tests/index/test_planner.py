@@ -5,7 +5,7 @@ import pytest
 
 import vecdb
 from vecdb.index.base import check_search_params
-from vecdb.index.planner import AUTO_HNSW_MIN_ROWS, EXACT_MAX_ALLOWED, index_config_for, plan_segment
+from vecdb.index.planner import AUTO_HNSW_MIN_FLOATS, EXACT_MAX_FLOATS, index_config_for, plan_segment
 
 N = 1_000_000
 
@@ -20,10 +20,10 @@ N = 1_000_000
     (N // 10, "ivf_flat", True, "index"),              # 10 %
     (N // 100, "hnsw", True, "exact"),                 # 1 %: scan the allowed rows
     (N // 1000, "hnsw", True, "exact"),                # 0.1 %
-    (EXACT_MAX_ALLOWED, "hnsw", True, "exact"),
+    (EXACT_MAX_FLOATS // 50, "hnsw", True, "exact"),
 ])
 def test_strategy_by_selectivity(allowed, kind, ready, strategy):
-    plan = plan_segment(N, allowed, 10, kind, ready, {"ef": 64})
+    plan = plan_segment(N, allowed, 10, kind, ready, {"ef": 64}, dim=50)
     assert plan.strategy == strategy
     assert plan.allowed == allowed and plan.rows == N and plan.reason
     d = plan.as_dict()
@@ -33,14 +33,21 @@ def test_strategy_by_selectivity(allowed, kind, ready, strategy):
 
 
 def test_k_above_allowed_rows_scans():
-    assert plan_segment(100_000, 50_000, 60_000, "hnsw", True).strategy == "exact"
+    assert plan_segment(1_000_000, 500_000, 600_000, "hnsw", True, dim=384).strategy == "exact"
+
+
+def test_scan_threshold_scales_with_dimension():
+    rows = 50_000                      # 5 %: above the selectivity floor
+    assert plan_segment(N, rows, 10, "hnsw", True, dim=50).strategy == "exact"
+    assert plan_segment(N, rows, 10, "hnsw", True, dim=768).strategy == "index"
 
 
 def test_auto_config_by_segment_size():
-    assert index_config_for({"type": "auto"}, AUTO_HNSW_MIN_ROWS - 1) is None
-    assert index_config_for({"type": "auto"}, AUTO_HNSW_MIN_ROWS) == {"type": "hnsw"}
-    assert index_config_for({"type": "flat"}, 10**9) is None
-    assert index_config_for({"type": "ivf_pq", "nbits": 8}, 10) == {"type": "ivf_pq", "nbits": 8}
+    assert index_config_for({"type": "auto"}, AUTO_HNSW_MIN_FLOATS // 50 - 1, 50) is None
+    assert index_config_for({"type": "auto"}, AUTO_HNSW_MIN_FLOATS // 50, 50) == {"type": "hnsw"}
+    assert index_config_for({"type": "auto"}, 3_000, 384) == {"type": "hnsw"}
+    assert index_config_for({"type": "flat"}, 10**9, 384) is None
+    assert index_config_for({"type": "ivf_pq", "nbits": 8}, 10, 4) == {"type": "ivf_pq", "nbits": 8}
 
 
 @pytest.mark.parametrize("params", [{"eff": 3}, {"ef": 0}, {"ef": "big"}, {"nprobe": -1}, ["ef"], {"rescore": 1.5}])

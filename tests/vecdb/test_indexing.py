@@ -10,8 +10,8 @@ from vecdb.index import planner
 
 @pytest.fixture(autouse=True)
 def small_segments_use_their_index(monkeypatch):
-    """Test segments are small; below EXACT_MAX_ALLOWED the planner would rightly scan them."""
-    monkeypatch.setattr(planner, "EXACT_MAX_ALLOWED", 50)
+    """Test segments are small; below EXACT_MAX_FLOATS the planner would rightly scan them."""
+    monkeypatch.setattr(planner, "EXACT_MAX_FLOATS", 50)
 
 
 def _clustered(n, d, seed=0):

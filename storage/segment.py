@@ -31,7 +31,7 @@ DEL_MAGIC = b"VDBDEL01"
 DEL_HEADER = struct.Struct("<8sQI")
 ALIVE = np.iinfo(np.int64).max
 FILTER_CACHE_ENTRIES = 32     # filter masks kept per segment (n bytes each)
-SUBSET_CACHE_BYTES = 64 << 20  # compact copies of selective filters' rows, per segment
+SUBSET_CACHE_BYTES = 128 << 20  # compact copies of selective filters' rows, per segment
 
 
 def segment_name(num: int) -> str:

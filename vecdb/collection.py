@@ -19,7 +19,7 @@ from vecdb.errors import InvalidArgument, InvalidId, InvalidVector, SchemaError
 from vecdb.hits import Hit, Record
 from vecdb.index.exact import exact_search
 from vecdb.index.base import check_search_params
-from vecdb.index.planner import plan_segment
+from vecdb.index.planner import COMPACT_SCAN_SELECTIVITY, plan_segment
 from vecdb.index.topk import merge_topk
 from vecdb.rows import (as_ids, as_vectors, build_rows, infer_id_type, payload_columns,
                         table_columns)
@@ -33,7 +33,6 @@ MAX_K = 16_384
 MAX_BATCH = 1_000_000
 PART_BITS = 40   # merged keys: part index << PART_BITS | row
 ROW_MASK = (1 << PART_BITS) - 1
-SUBSET_MAX_FRACTION = 0.25   # exact scans of filters this selective use a compact copy
 
 
 class Collection:
@@ -236,7 +235,8 @@ class Collection:
                                 self.dim)
             if plan.strategy == "index":
                 s, rows = index.search(q, k, allowed, params)
-            elif plan.strategy == "exact" and seg is not None and expr is not None and n_allowed <= SUBSET_MAX_FRACTION * seg.n:
+            elif (plan.strategy == "exact" and seg is not None and expr is not None
+                  and n_allowed <= COMPACT_SCAN_SELECTIVITY * seg.n):
                 # selective filter: scan a cached compact copy of the matching rows
                 sub_rows, sub_vectors = seg.filter_subset(expr, self._filter_mask(expr, part))
                 sub_alive = None if part.alive is None else part.alive[sub_rows]

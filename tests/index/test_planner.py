@@ -17,7 +17,8 @@ N = 1_000_000
     (N, "hnsw", False, "exact"),                      # during a build: exact, never worse
     (N, "hnsw", True, "index"),
     (N // 2, "hnsw", True, "index"),                   # 50 %
-    (N // 10, "ivf_flat", True, "index"),              # 10 %
+    (N // 10, "ivf_flat", True, "exact"),              # 10 %: compact scan (5M floats at d=50)
+    (N // 4 + 1, "ivf_flat", True, "index"),           # 25 %+: the index
     (N // 100, "hnsw", True, "exact"),                 # 1 %: scan the allowed rows
     (N // 1000, "hnsw", True, "exact"),                # 0.1 %
     (EXACT_MAX_FLOATS // 50, "hnsw", True, "exact"),

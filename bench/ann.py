@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import warn_openblas
 from bench.datasets import load, recall_at
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -335,7 +336,5 @@ def report(r: dict) -> None:
 
 
 if __name__ == "__main__":
-    if os.environ.get("OPENBLAS_CORETYPE"):
-        print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is set (slows numpy BLAS); "
-              "run under `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` for representative figures.")
+    warn_openblas()
     main()

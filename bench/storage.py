@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import warn_openblas
 from bench.datasets import load, recall_at
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -211,7 +212,5 @@ def report(r: dict) -> None:
 
 
 if __name__ == "__main__":
-    if os.environ.get("OPENBLAS_CORETYPE"):
-        print(f"note: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is set; it slows numpy's BLAS. "
-              "Run under `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` for representative figures.")
+    warn_openblas()
     main()

@@ -1,9 +1,11 @@
-"""HNSW graphs (FAISS): over float32 vectors (``hnsw``) and over 8-bit scalar codes (``hnsw_sq8``)."""
+"""HNSW graphs built by FAISS over float32 vectors (``hnsw``) and 8-bit scalar codes
+(``hnsw_sq8``), searched by the Numba beam search of ``index/graph.py``."""
 from __future__ import annotations
 
 import numpy as np
 
 from vecdb.index.base import FaissIndex, _faiss, pad
+from vecdb.index.graph import GraphSearcher, graph_of
 
 __all__ = ["HNSWFlatIndex", "HNSWSQ8Index"]
 
@@ -23,6 +25,24 @@ class HNSWFlatIndex(FaissIndex):
 
     kind = "hnsw"
 
+    def __init__(self, dim: int, metric: str, **params):
+        super().__init__(dim, metric, **params)
+        self._searcher: GraphSearcher | None = None    # over the graph as last built / loaded
+
+    def _add(self, vectors: np.ndarray) -> None:
+        self._searcher = None          # FAISS may move its arrays; views are taken again
+        super()._add(vectors)
+
+    def _graph_searcher(self) -> GraphSearcher:
+        s = self._searcher
+        if s is None:
+            s = self._searcher = self._make_searcher()
+        return s
+
+    def _make_searcher(self) -> GraphSearcher:
+        """Float rows straight from the segment (the same values FAISS stores)."""
+        return GraphSearcher(graph_of(self._index), self._vectors, self.metric)
+
     def _new(self, n: int):
         index = _faiss().IndexHNSWFlat(self._fdim, self.params["m"], self.faiss_metric)
         return self._configure(index)
@@ -33,15 +53,8 @@ class HNSWFlatIndex(FaissIndex):
         return index
 
     def _graph(self, q: np.ndarray, kk: int, ef: int, allowed: np.ndarray | None):
-        """FAISS search, (D, I) of width kk, with beam ef and an optional allow-list."""
-        sel, bits = self._selector(allowed)
-        sp = _faiss().SearchParametersHNSW()
-        sp.efSearch = int(ef)
-        if sel is not None:
-            sp.sel = sel
-        D, I = self._index.search(self._fx(q), kk, params=sp)
-        del sel, bits       # kept alive until FAISS returned
-        return D, I
+        """Graph search, (D, I) of width kk in FAISS's convention, beam ef, optional allow-list."""
+        return self._graph_searcher().search(q, kk, ef, allowed)
 
     def _search(self, q, k, allowed, count, p):
         rescore = p.get("rescore", 0)
@@ -109,3 +122,12 @@ class HNSWSQ8Index(HNSWFlatIndex):
     def _storage_bytes(self) -> int:
         sq = _faiss().downcast_index(self._index.storage)
         return int(sq.codes.size() + sq.sq.trained.size() * 4)
+
+    def _make_searcher(self) -> GraphSearcher:
+        """The graph over FAISS's 8-bit codes (QT_8bit: per-dimension vmin, vdiff)."""
+        f = _faiss()
+        sq = f.downcast_index(self._index.storage)
+        codes = f.rev_swig_ptr(sq.codes.data(), sq.codes.size()).reshape(self.ntotal, sq.code_size)
+        trained = f.vector_to_array(sq.sq.trained)
+        d = self._fdim
+        return GraphSearcher(graph_of(self._index), codes, self.metric, trained[:d], trained[d:2 * d])

@@ -1,0 +1,436 @@
+"""Beam search over an HNSW graph that FAISS built, compiled with Numba (``nogil``).
+
+FAISS builds and stores the graph; searching it here rather than through
+``faiss.IndexHNSW.search`` drops FAISS's per-call costs (a visited table of ntotal bytes
+allocated and cleared for every query, an OpenMP region, linear-time heap pops) and reads the
+float vectors straight from the segment's memory map. The algorithm is FAISS's and hnswlib's:
+greedy descent on the upper levels, then a beam of width ``ef`` on level 0. With an allow-list
+every row may be expanded but only allowed rows enter the results, and the beam does not stop
+before it holds ``ef`` of them (hnswlib's filtered search).
+
+Distances are affine in the stored values, so one kernel serves float32 rows and 8-bit scalar
+codes (``x = vmin + (code + 0.5) * vdiff / 255`` per dimension):
+inner product ``c + sum(a * x)``, squared L2 ``sum((a - b * x) ** 2)``.
+"""
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = ["Graph", "GraphSearcher", "graph_of"]
+
+_EMPTY_ALLOWED = np.zeros(1, np.bool_)
+# reassociation for SIMD sums; not nnan/ninf: the beam compares against +inf
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+
+class Graph(NamedTuple):
+    """Zero-copy views of FAISS's HNSW arrays (valid while the FAISS index lives)."""
+
+    neighbors: np.ndarray     # int32, -1 padded lists, node i level l at offsets[i] + cum[l]
+    offsets: np.ndarray       # int64 (n + 1) (FAISS's uint64, reinterpreted)
+    cum: np.ndarray           # int32, cumulative neighbours per level
+    entry: int
+    max_level: int
+    owner: object             # the FAISS index whose memory the views point into
+
+
+def _view(vec, dtype) -> np.ndarray:
+    import faiss
+    n = vec.size()
+    if n == 0:
+        return np.zeros(0, dtype)
+    a = faiss.rev_swig_ptr(vec.data(), n)
+    if a.dtype != dtype:
+        raise TypeError(f"unexpected FAISS array type {a.dtype}, expected {dtype}")
+    return a
+
+
+def graph_of(faiss_index) -> Graph:
+    """The graph of a ``faiss.IndexHNSW*`` (no copy)."""
+    h = faiss_index.hnsw
+    return Graph(_view(h.neighbors, np.int32), _view(h.offsets, np.uint64).view(np.int64),
+                 _view(h.cum_nneighbor_per_level, np.int32), int(h.entry_point), int(h.max_level),
+                 faiss_index)
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def _prefetch_codegen(context, builder, sig, args):
+    aryty = sig.args[0]
+    ary = context.make_array(aryty)(context, builder, args[0])
+    idx = [context.cast(builder, a, t, types.intp) for a, t in zip(args[1:], sig.args[1:])]
+    ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idx)
+    i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+    i32 = ir.IntType(32)
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32]), "llvm.prefetch.p0i8")
+    builder.call(fn, [i8p, i32(0), i32(3), i32(1)])     # read, keep in all cache levels, data
+    return context.get_dummy_value()
+
+
+@intrinsic
+def _prefetch1(typingctx, arr, i):
+    """Prefetch the cache line of ``arr[i]`` (a hint: the graph walk is latency bound)."""
+    return types.void(arr, i), _prefetch_codegen
+
+
+@intrinsic
+def _prefetch2(typingctx, arr, i, j):
+    """Prefetch the cache line of ``arr[i, j]``."""
+    return types.void(arr, i, j), _prefetch_codegen
+
+
+@njit(inline="always")
+def _prefetch_row(data, v):
+    """The first lines of row ``v`` (the rest follow through the hardware prefetcher)."""
+    step = max(1, 64 // data.itemsize)
+    for j in range(0, min(data.shape[1], 4 * step), step):
+        _prefetch2(data, v, j)
+
+
+@njit(inline="always", fastmath=_FAST)
+def _dist(data, v, a, b, c, ip):
+    """Distance (lower is better) of stored row ``v`` to the prepared query (a, b, c)."""
+    s = np.float32(0.0)
+    x = data[v]
+    if ip:
+        for j in range(a.shape[0]):
+            s += a[j] * np.float32(x[j])
+        return -(s + c)
+    for j in range(a.shape[0]):
+        t = a[j] - b[j] * np.float32(x[j])
+        s += t * t
+    return s
+
+
+@njit(inline="always", fastmath=_FAST)
+def _dist4(data, v0, v1, v2, v3, a, b, c, ip, out):
+    """Distances of four rows at once (four loads in flight per step)."""
+    s0 = np.float32(0.0)
+    s1 = np.float32(0.0)
+    s2 = np.float32(0.0)
+    s3 = np.float32(0.0)
+    x0 = data[v0]
+    x1 = data[v1]
+    x2 = data[v2]
+    x3 = data[v3]
+    if ip:
+        for j in range(a.shape[0]):
+            aj = a[j]
+            s0 += aj * np.float32(x0[j])
+            s1 += aj * np.float32(x1[j])
+            s2 += aj * np.float32(x2[j])
+            s3 += aj * np.float32(x3[j])
+        out[0] = -(s0 + c)
+        out[1] = -(s1 + c)
+        out[2] = -(s2 + c)
+        out[3] = -(s3 + c)
+        return
+    for j in range(a.shape[0]):
+        aj = a[j]
+        bj = b[j]
+        t0 = aj - bj * np.float32(x0[j])
+        t1 = aj - bj * np.float32(x1[j])
+        t2 = aj - bj * np.float32(x2[j])
+        t3 = aj - bj * np.float32(x3[j])
+        s0 += t0 * t0
+        s1 += t1 * t1
+        s2 += t2 * t2
+        s3 += t3 * t3
+    out[0] = s0
+    out[1] = s1
+    out[2] = s2
+    out[3] = s3
+
+
+@njit(inline="always")
+def _push_min(hd, hi, size, d, v):
+    i = size
+    while i > 0:
+        p = (i - 1) >> 1
+        if hd[p] <= d:
+            break
+        hd[i] = hd[p]
+        hi[i] = hi[p]
+        i = p
+    hd[i] = d
+    hi[i] = v
+
+
+@njit(inline="always")
+def _pop_min(hd, hi, size):
+    """Remove the root of a min-heap of ``size`` entries (size - 1 remain)."""
+    size -= 1
+    d = hd[size]
+    v = hi[size]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and hd[c + 1] < hd[c]:
+            c += 1
+        if hd[c] >= d:
+            break
+        hd[i] = hd[c]
+        hi[i] = hi[c]
+        i = c
+    hd[i] = d
+    hi[i] = v
+
+
+@njit(inline="always")
+def _push_max(hd, hi, size, d, v):
+    i = size
+    while i > 0:
+        p = (i - 1) >> 1
+        if hd[p] >= d:
+            break
+        hd[i] = hd[p]
+        hi[i] = hi[p]
+        i = p
+    hd[i] = d
+    hi[i] = v
+
+
+@njit(inline="always")
+def _pop_max(hd, hi, size):
+    size -= 1
+    d = hd[size]
+    v = hi[size]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and hd[c + 1] > hd[c]:
+            c += 1
+        if hd[c] <= d:
+            break
+        hd[i] = hd[c]
+        hi[i] = hi[c]
+        i = c
+    hd[i] = d
+    hi[i] = v
+
+
+@njit(nogil=True, fastmath=_FAST, cache=True)
+def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef, kk,
+                allowed, filtered, visited, tag, out_d, out_i):
+    """One query: fills out_d/out_i (kk) best first with FAISS-convention scores."""
+    cur = entry
+    dcur = _dist(data, cur, a, b, c, ip)
+    for level in range(max_level, 0, -1):          # greedy descent
+        lo = cum[level]
+        hi_ = cum[level + 1]
+        changed = True
+        while changed:
+            changed = False
+            base = offsets[cur]
+            for j in range(base + lo, base + hi_):
+                v = neighbors[j]
+                if v < 0:
+                    break
+                d = _dist(data, v, a, b, c, ip)
+                if d < dcur:
+                    dcur = d
+                    cur = v
+                    changed = True
+    # level 0: beam of width ef
+    rd = np.empty(ef + 1, np.float32)
+    ri = np.empty(ef + 1, np.int32)
+    cap = max(64, 2 * ef)
+    cd = np.empty(cap, np.float32)
+    ci = np.empty(cap, np.int32)
+    rs = 0
+    cs = 0
+    inf = np.float32(np.inf)
+    lower = inf
+    visited[cur] = tag
+    if not filtered or allowed[cur]:
+        _push_max(rd, ri, rs, dcur, cur)
+        rs = 1
+        lower = dcur
+    _push_min(cd, ci, cs, dcur, cur)
+    cs = 1
+    n0 = cum[1] - cum[0]
+    buf = np.empty(n0, np.int32)
+    dbuf = np.empty(n0, np.float32)
+    while cs > 0:
+        d0 = cd[0]
+        node = ci[0]
+        if d0 > lower and (rs == ef or not filtered):
+            break
+        _pop_min(cd, ci, cs)
+        cs -= 1
+        base = offsets[node] + cum[0]
+        if cs > 0:                                   # the next node to expand, most likely
+            _prefetch1(neighbors, offsets[ci[0]] + cum[0])
+        end = base + n0
+        m = 0
+        for j in range(base, end):                   # unvisited neighbours: mark, fetch rows
+            v = neighbors[j]
+            if v < 0:
+                break
+            if visited[v] != tag:
+                visited[v] = tag
+                buf[m] = v
+                m += 1
+                _prefetch_row(data, v)
+        for t in range(0, m - 3, 4):                 # distances, four at a time
+            _dist4(data, buf[t], buf[t + 1], buf[t + 2], buf[t + 3], a, b, c, ip, dbuf[t:t + 4])
+        for t in range(m - m % 4, m):
+            dbuf[t] = _dist(data, buf[t], a, b, c, ip)
+        for t in range(m):                           # beam update
+            v = buf[t]
+            d = dbuf[t]
+            if rs < ef or d < lower:
+                if cs == cap:
+                    cap *= 2
+                    nd = np.empty(cap, np.float32)
+                    ni = np.empty(cap, np.int32)
+                    nd[:cs] = cd[:cs]
+                    ni[:cs] = ci[:cs]
+                    cd = nd
+                    ci = ni
+                _push_min(cd, ci, cs, d, v)
+                cs += 1
+                if not filtered or allowed[v]:
+                    _push_max(rd, ri, rs, d, v)
+                    rs += 1
+                    if rs > ef:
+                        _pop_max(rd, ri, rs)
+                        rs -= 1
+                    lower = rd[0]
+    # results: drain the max-heap from the back
+    for t in range(rs - 1, -1, -1):
+        d = rd[0]
+        v = ri[0]
+        _pop_max(rd, ri, t + 1)
+        if t < kk:
+            out_d[t] = -d if ip else d
+            out_i[t] = v
+    for t in range(rs, kk):
+        out_d[t] = -inf if ip else inf
+        out_i[t] = -1
+
+
+@njit(nogil=True, cache=True)
+def _next_tag(visited, tags, w):
+    """A fresh tag for worker ``w``'s visited table (clearing it when the tags run out)."""
+    t = tags[w] + 1
+    if t >= 255:
+        visited[w, :] = 0
+        t = 1
+    tags[w] = t
+    return t
+
+
+@njit(nogil=True, fastmath=_FAST, cache=True)
+def _search_serial(data, neighbors, offsets, cum, entry, max_level, A, b, C, ip, ef, kk,
+                   allowed, filtered, visited, tags, out_d, out_i):
+    for i in range(A.shape[0]):
+        tag = _next_tag(visited, tags, 0)
+        _search_one(data, neighbors, offsets, cum, entry, max_level, A[i], b, C[i], ip, ef, kk,
+                    allowed, filtered, visited[0], tag, out_d[i], out_i[i])
+
+
+@njit(nogil=True, fastmath=_FAST, cache=True, parallel=True)
+def _search_parallel(data, neighbors, offsets, cum, entry, max_level, A, b, C, ip, ef, kk,
+                     allowed, filtered, visited, tags, out_d, out_i):
+    workers = visited.shape[0]
+    nq = A.shape[0]
+    for w in prange(workers):
+        for i in range(w, nq, workers):
+            tag = _next_tag(visited, tags, w)
+            _search_one(data, neighbors, offsets, cum, entry, max_level, A[i], b, C[i], ip, ef, kk,
+                        allowed, filtered, visited[w], tag, out_d[i], out_i[i])
+
+
+# --------------------------------------------------------------------------- searcher
+
+
+class GraphSearcher:
+    """Searches one HNSW graph over float32 rows or SQ8 codes; thread-safe.
+
+    ``data`` is (n, d) float32 rows or uint8 codes; for codes, ``vmin``/``vdiff`` (d,) decode
+    them. Visited tables (uint8 tags, n bytes, cleared once every 254 queries) are pooled per worker
+    count, so a query allocates nothing of size n.
+    """
+
+    def __init__(self, graph: Graph, data: np.ndarray, metric: str,
+                 vmin: np.ndarray | None = None, vdiff: np.ndarray | None = None):
+        self.graph = graph
+        self.data = data
+        self.ip = metric == "ip"
+        self.n = len(data)
+        self.dim = data.shape[1]
+        if vmin is None:
+            self._scale = None
+            self._b = np.ones(self.dim, np.float32)
+        else:
+            scale = np.ascontiguousarray(vdiff, np.float32) / np.float32(255.0)
+            self._scale = scale
+            self._vmin = np.ascontiguousarray(vmin, np.float32) + np.float32(0.5) * scale
+            self._b = scale
+        self._pool: dict[int, list] = {}
+        self._lock = threading.Lock()
+
+    def _prepare(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(A, C): per-query coefficients of the affine distance."""
+        nq = len(q)
+        if q.shape[1] != self.dim:           # SQ codes are zero-padded to a multiple of 8
+            qq = np.zeros((nq, self.dim), np.float32)
+            qq[:, :q.shape[1]] = q
+            q = qq
+        if self._scale is None:
+            return q, np.zeros(nq, np.float32)
+        if self.ip:
+            return np.ascontiguousarray(q * self._scale), (q @ self._vmin).astype(np.float32)
+        return np.ascontiguousarray(q - self._vmin), np.zeros(nq, np.float32)
+
+    def _take(self, workers: int):
+        with self._lock:
+            free = self._pool.get(workers)
+            if free:
+                return free.pop()
+        return np.zeros((workers, self.n), np.uint8), np.zeros(workers, np.int64)
+
+    def _give(self, workers: int, tables) -> None:
+        with self._lock:
+            self._pool.setdefault(workers, []).append(tables)
+
+    def search(self, q: np.ndarray, kk: int, ef: int,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(D, I) (nq, kk) in FAISS's convention: D similarity (ip) or squared distance (l2),
+        best first; I int64 row numbers, -1 where fewer than kk (allowed) rows were reached."""
+        nq = len(q)
+        out_d = np.empty((nq, kk), np.float32)
+        out_i = np.empty((nq, kk), np.int32)
+        if nq == 0 or self.n == 0:
+            out_i[:] = -1
+            out_d[:] = -np.inf if self.ip else np.inf
+            return out_d, out_i.astype(np.int64)
+        A, C = self._prepare(q)
+        g = self.graph
+        filtered = allowed is not None
+        allow = allowed if filtered else _EMPTY_ALLOWED
+        ef = max(int(ef), int(kk))
+        workers = min(nq, numba.get_num_threads())
+        tables = self._take(workers)
+        try:
+            kernel = _search_serial if workers == 1 else _search_parallel
+            kernel(self.data, g.neighbors, g.offsets, g.cum, g.entry, g.max_level, A, self._b, C,
+                   self.ip, ef, kk, allow, filtered, tables[0], tables[1], out_d, out_i)
+        finally:
+            self._give(workers, tables)
+        return out_d, out_i.astype(np.int64)

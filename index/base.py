@@ -271,6 +271,8 @@ def read_footer(path: str | Path) -> dict:
 def as_vectors(vectors: Any, dim: int, what: str = "vectors") -> np.ndarray:
     """(n, dim) float32 C-contiguous; no copy when it already is (a read-only map stays one)."""
     a = np.asarray(vectors)
+    if a.dtype == np.float32 and a.ndim == 2 and a.shape[1] == dim and a.flags.c_contiguous:
+        return a                                        # the common case, checked cheaply
     if a.ndim == 1 and what == "queries":
         a = a[None, :]
     if a.ndim != 2:
@@ -302,6 +304,7 @@ class VectorIndex(abc.ABC):
     def __init__(self, dim: int, metric: str, **params: Any):
         self.dim, self.metric = _check_dim_metric(dim, metric)
         self.params = resolve_params(self.kind, params)
+        self._resolved: dict[tuple, dict[str, Any]] = {}   # per-call params seen -> resolved
         self._vectors = np.empty((0, self.dim), np.float32)
         self._norms: np.ndarray | None = None
 
@@ -368,7 +371,7 @@ class VectorIndex(abc.ABC):
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InvalidArgument(f"k must be a positive integer, got {k!r}")
         k = int(k)
-        p = self.search_params(params)
+        p = self.search_params(params) if params else self.params
         n = self.ntotal
         count = n
         if allowed is not None:
@@ -383,21 +386,28 @@ class VectorIndex(abc.ABC):
             return pad(len(q), k, self.metric)
         scores, rows = self._search(q, k, allowed, count, p)
         if p["exact_fallback"]:
-            short = np.count_nonzero(rows >= 0, axis=1) < min(k, count)
+            short = rows[:, min(k, count) - 1] < 0        # short rows are padded at the end
             if short.any():
                 scores[short], rows[short] = self._exact(q[short], k, allowed)
         return scores, rows
 
     def search_params(self, params: dict | None) -> dict[str, Any]:
         """This index's search params overlaid with the applicable entries of ``params``."""
-        out = dict(self.params)
         if not params:
-            return out
+            return dict(self.params)
+        try:
+            key = tuple((n, type(v), v) for n, v in params.items())   # 16.0 == 16 == True: types too
+            return self._resolved[key]          # validated before; callers do not mutate it
+        except (KeyError, TypeError):
+            key = None                          # not seen (or not hashable)
+        out = dict(self.params)
         check_search_params(params)
         spec = PARAMS[self.kind]
         for name, value in params.items():
             if name in spec:
                 out[name] = _check_value(self.kind, name, spec[name], value)
+        if key is not None and len(self._resolved) < 256:
+            self._resolved[key] = out
         return out
 
     @abc.abstractmethod

@@ -27,6 +27,7 @@ from numba.extending import intrinsic
 __all__ = ["Graph", "GraphSearcher", "graph_of"]
 
 _EMPTY_ALLOWED = np.zeros(1, np.bool_)
+_ZEROS1 = np.zeros(1, np.float32)
 # reassociation for SIMD sums; not nnan/ninf: the beam compares against +inf
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
@@ -393,7 +394,7 @@ class GraphSearcher:
             qq[:, :q.shape[1]] = q
             q = qq
         if self._scale is None:
-            return q, np.zeros(nq, np.float32)
+            return q, (_ZEROS1 if nq == 1 else np.zeros(nq, np.float32))
         if self.ip:
             return np.ascontiguousarray(q * self._scale), (q @ self._vmin).astype(np.float32)
         return np.ascontiguousarray(q - self._vmin), np.zeros(nq, np.float32)
@@ -415,17 +416,17 @@ class GraphSearcher:
         best first; I int64 row numbers, -1 where fewer than kk (allowed) rows were reached."""
         nq = len(q)
         out_d = np.empty((nq, kk), np.float32)
-        out_i = np.empty((nq, kk), np.int32)
+        out_i = np.empty((nq, kk), np.int64)
         if nq == 0 or self.n == 0:
             out_i[:] = -1
             out_d[:] = -np.inf if self.ip else np.inf
-            return out_d, out_i.astype(np.int64)
+            return out_d, out_i
         A, C = self._prepare(q)
         g = self.graph
         filtered = allowed is not None
         allow = allowed if filtered else _EMPTY_ALLOWED
         ef = max(int(ef), int(kk))
-        workers = min(nq, numba.get_num_threads())
+        workers = 1 if nq == 1 else min(nq, numba.get_num_threads())
         tables = self._take(workers)
         try:
             kernel = _search_serial if workers == 1 else _search_parallel
@@ -433,4 +434,4 @@ class GraphSearcher:
                    self.ip, ef, kk, allow, filtered, tables[0], tables[1], out_d, out_i)
         finally:
             self._give(workers, tables)
-        return out_d, out_i.astype(np.int64)
+        return out_d, out_i

@@ -62,7 +62,7 @@ class HNSWFlatIndex(FaissIndex):
         ef = max(p["ef"], kk)
         if allowed is None or not p["filter_widen"]:
             D, I = self._graph(q, kk, ef, allowed)
-            return self._finish(q, k, D, I, rescore)
+            return self._rescore(q, I, k) if rescore else (D, I)   # already padded like vecdb
         nq = len(q)
         s = count / self.ntotal
         scores, rows = pad(nq, k, self.metric)

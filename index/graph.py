@@ -5,8 +5,10 @@ FAISS builds and stores the graph; searching it here rather than through
 allocated and cleared for every query, an OpenMP region, linear-time heap pops) and reads the
 float vectors straight from the segment's memory map. The algorithm is FAISS's and hnswlib's:
 greedy descent on the upper levels, then a beam of width ``ef`` on level 0. With an allow-list
-every row may be expanded but only allowed rows enter the results, and the beam does not stop
-before it holds ``ef`` of them (hnswlib's filtered search).
+either every row may be expanded but only allowed rows enter the results, and the beam does not
+stop before it holds ``ef`` of them (hnswlib's filtered search), or (``two_hop``) only allowed
+rows are scored, reached through up to two hops (ACORN-1, Patel et al. 2024): the allowed
+neighbours, then the allowed neighbours of disallowed neighbours, cut at 2m per expansion.
 
 Distances are affine in the stored values, so one kernel serves float32 rows and 8-bit scalar
 codes (``x = vmin + (code + 0.5) * vdiff / 255`` per dimension):
@@ -226,7 +228,7 @@ def _pop_max(hd, hi, size):
 
 @njit(nogil=True, fastmath=_FAST, cache=True)
 def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef, kk,
-                allowed, filtered, visited, tag, out_d, out_i):
+                allowed, mode, visited, tag, out_d, out_i):
     """One query: fills out_d/out_i (kk) best first with FAISS-convention scores."""
     cur = entry
     dcur = _dist(data, cur, a, b, c, ip)
@@ -257,19 +259,20 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
     inf = np.float32(np.inf)
     lower = inf
     visited[cur] = tag
-    if not filtered or allowed[cur]:
+    if mode == 0 or allowed[cur]:
         _push_max(rd, ri, rs, dcur, cur)
         rs = 1
         lower = dcur
     _push_min(cd, ci, cs, dcur, cur)
     cs = 1
     n0 = cum[1] - cum[0]
-    buf = np.empty(n0, np.int32)
-    dbuf = np.empty(n0, np.float32)
+    n2 = n0                                        # two-hop lists are cut at this length
+    buf = np.empty(n2, np.int32)
+    dbuf = np.empty(n2, np.float32)
     while cs > 0:
         d0 = cd[0]
         node = ci[0]
-        if d0 > lower and (rs == ef or not filtered):
+        if d0 > lower and (rs == ef or mode != 1):
             break
         _pop_min(cd, ci, cs)
         cs -= 1
@@ -278,15 +281,43 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
             _prefetch1(neighbors, offsets[ci[0]] + cum[0])
         end = base + n0
         m = 0
-        for j in range(base, end):                   # unvisited neighbours: mark, fetch rows
-            v = neighbors[j]
-            if v < 0:
-                break
-            if visited[v] != tag:
-                visited[v] = tag
-                buf[m] = v
-                m += 1
-                _prefetch_row(data, v)
+        if mode == 2:                                # two hops through the graph (ACORN-1)
+            for j in range(base, end):
+                v = neighbors[j]
+                if v < 0:
+                    end = j
+                    break
+                _prefetch1(neighbors, offsets[v] + cum[0])
+                if allowed[v] and visited[v] != tag:
+                    visited[v] = tag
+                    buf[m] = v
+                    m += 1
+                    _prefetch_row(data, v)
+            for j in range(base, end):
+                if m >= n2:
+                    break
+                if allowed[neighbors[j]]:                # expanded in its own turn
+                    continue
+                b2 = offsets[neighbors[j]] + cum[0]
+                for j2 in range(b2, b2 + n0):
+                    w = neighbors[j2]
+                    if w < 0 or m >= n2:
+                        break
+                    if allowed[w] and visited[w] != tag:
+                        visited[w] = tag
+                        buf[m] = w
+                        m += 1
+                        _prefetch_row(data, w)
+        else:
+            for j in range(base, end):               # unvisited neighbours: mark, fetch rows
+                v = neighbors[j]
+                if v < 0:
+                    break
+                if visited[v] != tag:
+                    visited[v] = tag
+                    buf[m] = v
+                    m += 1
+                    _prefetch_row(data, v)
         for t in range(0, m - 3, 4):                 # distances, four at a time
             _dist4(data, buf[t], buf[t + 1], buf[t + 2], buf[t + 3], a, b, c, ip, dbuf[t:t + 4])
         for t in range(m - m % 4, m):
@@ -305,7 +336,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
                     ci = ni
                 _push_min(cd, ci, cs, d, v)
                 cs += 1
-                if not filtered or allowed[v]:
+                if mode != 1 or allowed[v]:
                     _push_max(rd, ri, rs, d, v)
                     rs += 1
                     if rs > ef:
@@ -338,23 +369,23 @@ def _next_tag(visited, tags, w):
 
 @njit(nogil=True, fastmath=_FAST, cache=True)
 def _search_serial(data, neighbors, offsets, cum, entry, max_level, A, b, C, ip, ef, kk,
-                   allowed, filtered, visited, tags, out_d, out_i):
+                   allowed, mode, visited, tags, out_d, out_i):
     for i in range(A.shape[0]):
         tag = _next_tag(visited, tags, 0)
         _search_one(data, neighbors, offsets, cum, entry, max_level, A[i], b, C[i], ip, ef, kk,
-                    allowed, filtered, visited[0], tag, out_d[i], out_i[i])
+                    allowed, mode, visited[0], tag, out_d[i], out_i[i])
 
 
 @njit(nogil=True, fastmath=_FAST, cache=True, parallel=True)
 def _search_parallel(data, neighbors, offsets, cum, entry, max_level, A, b, C, ip, ef, kk,
-                     allowed, filtered, visited, tags, out_d, out_i):
+                     allowed, mode, visited, tags, out_d, out_i):
     workers = visited.shape[0]
     nq = A.shape[0]
     for w in prange(workers):
         for i in range(w, nq, workers):
             tag = _next_tag(visited, tags, w)
             _search_one(data, neighbors, offsets, cum, entry, max_level, A[i], b, C[i], ip, ef, kk,
-                        allowed, filtered, visited[w], tag, out_d[i], out_i[i])
+                        allowed, mode, visited[w], tag, out_d[i], out_i[i])
 
 
 # --------------------------------------------------------------------------- searcher
@@ -410,8 +441,8 @@ class GraphSearcher:
         with self._lock:
             self._pool.setdefault(workers, []).append(tables)
 
-    def search(self, q: np.ndarray, kk: int, ef: int,
-               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, q: np.ndarray, kk: int, ef: int, allowed: np.ndarray | None = None,
+               two_hop: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(D, I) (nq, kk) in FAISS's convention: D similarity (ip) or squared distance (l2),
         best first; I int64 row numbers, -1 where fewer than kk (allowed) rows were reached."""
         nq = len(q)
@@ -423,15 +454,15 @@ class GraphSearcher:
             return out_d, out_i
         A, C = self._prepare(q)
         g = self.graph
-        filtered = allowed is not None
-        allow = allowed if filtered else _EMPTY_ALLOWED
+        mode = 0 if allowed is None else (2 if two_hop else 1)
+        allow = _EMPTY_ALLOWED if allowed is None else allowed
         ef = max(int(ef), int(kk))
         workers = 1 if nq == 1 else min(nq, numba.get_num_threads())
         tables = self._take(workers)
         try:
             kernel = _search_serial if workers == 1 else _search_parallel
             kernel(self.data, g.neighbors, g.offsets, g.cum, g.entry, g.max_level, A, self._b, C,
-                   self.ip, ef, kk, allow, filtered, tables[0], tables[1], out_d, out_i)
+                   self.ip, ef, kk, allow, mode, tables[0], tables[1], out_d, out_i)
         finally:
             self._give(workers, tables)
         return out_d, out_i

@@ -9,18 +9,27 @@ from vecdb.index.graph import GraphSearcher, graph_of
 
 __all__ = ["HNSWFlatIndex", "HNSWSQ8Index"]
 
+# Two-hop filtered walks (bench.ann / tests: 0.5 M rows d=50 and 117k rows d=384): at 10-25 %
+# selectivity they ran 2-3x faster than walking every row at recall 0.96-0.98; under ~5 % the
+# two-hop lists thin out (recall 0.92 at 5 %, 0.83 at 2 %); above ~50 % walking every row
+# costs at most 2x an unfiltered search and is faster.
+TWO_HOP_MIN = 0.08
+TWO_HOP_MAX = 0.5
+
 
 class HNSWFlatIndex(FaissIndex):
     """``faiss.IndexHNSWFlat``: build params m, ef_construction; search param ef.
 
-    With an allow-list (and ``filter_widen``), FAISS walks the whole graph but keeps only
-    allowed rows, so its beam must hold enough of them. Per query:
+    With an allow-list the beam collects ``ef`` allowed rows (hnswlib's filtered search).
+    With ``filter_widen`` (the default), per query:
     1. post-filter: when the ef nearest rows should hold k allowed ones (selectivity * ef >= k),
        search without the filter; if k of the ef nearest are allowed they are the answer;
-    2. otherwise widen the beam to ef / s, s the smaller of the global selectivity and the one
-       seen among those ef nearest (a filter correlated with the query region shows up here);
-    3. when that beam would compute about as many distances (ef' * m) as an exact scan of the
-       allowed rows, scan them exactly instead.
+    2. otherwise, with s the smaller of the global selectivity and the one seen among those ef
+       nearest (a filter correlated with the query region shows up here):
+       - TWO_HOP_MIN <= s < TWO_HOP_MAX: walk the allowed rows only, reaching them through
+         two hops of the graph (ACORN-1), so distances are computed for allowed rows alone;
+       - otherwise walk every row keeping only allowed ones, which computes about ef * m / s
+         distances, unless an exact scan of the allowed rows is as cheap.
     """
 
     kind = "hnsw"
@@ -52,9 +61,10 @@ class HNSWFlatIndex(FaissIndex):
         self._build.update(m=self.params["m"], ef_construction=self.params["ef_construction"])
         return index
 
-    def _graph(self, q: np.ndarray, kk: int, ef: int, allowed: np.ndarray | None):
+    def _graph(self, q: np.ndarray, kk: int, ef: int, allowed: np.ndarray | None,
+               two_hop: bool = False):
         """Graph search, (D, I) of width kk in FAISS's convention, beam ef, optional allow-list."""
-        return self._graph_searcher().search(q, kk, ef, allowed)
+        return self._graph_searcher().search(q, kk, ef, allowed, two_hop)
 
     def _search(self, q, k, allowed, count, p):
         rescore = p.get("rescore", 0)
@@ -80,15 +90,17 @@ class HNSWFlatIndex(FaissIndex):
                     np.take_along_axis(I[done], first, 1), rescore)
             rest = np.flatnonzero(~done)
             local = np.minimum(s, np.maximum(found, 1) / ef)
-        if len(rest):
-            wide = np.ceil(ef / local[rest])                # 2. widen
+        if len(rest):                                       # 2. filtered walks
             m = self._build.get("m", self.params["m"])     # as built (the file's, once loaded)
-            exact = wide * m >= count                       # 3. exact is as cheap
-            g, e = rest[~exact], rest[exact]
-            if len(g):
-                D, I = self._graph(q[g], kk, min(wide[~exact].max(), self.ntotal), allowed)
-                scores[g], rows[g] = self._finish(q[g], k, D, I, rescore)
-            if len(e):
+            ls = local[rest]
+            two = (ls >= TWO_HOP_MIN) & (ls < TWO_HOP_MAX)
+            exact = ~two & (ef / ls * m >= count)
+            for group, two_hop in ((rest[two], True), (rest[~two & ~exact], False)):
+                if len(group):
+                    D, I = self._graph(q[group], kk, ef, allowed, two_hop)
+                    scores[group], rows[group] = self._finish(q[group], k, D, I, rescore)
+            if exact.any():
+                e = rest[exact]
                 scores[e], rows[e] = self._exact(q[e], k, allowed)
         return scores, rows
 

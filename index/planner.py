@@ -10,6 +10,7 @@ min(k, allowed) hits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 # An exact scan of the allowed rows beats an index up to about this many floats (allowed rows
 # x dim): it touches only those rows' vectors. From bench.ann: on GloVe (d=50) exact over 50k
@@ -53,8 +54,22 @@ def plan_segment(rows: int, allowed: int, k: int, index_kind: str | None, index_
 
     ``rows`` counts the segment's rows, ``allowed`` those visible and passing the filter;
     ``index_kind`` is None for segments without an index; ``dim`` sizes the scan's cost.
+    Without ``params`` the plan comes from a small cache (searches repeat the same inputs), so
+    it may be shared between calls: a Plan and its ``params`` are not to be mutated.
     """
-    params = dict(params or {})
+    if not params:
+        return _plan_without_params(rows, allowed, k, index_kind, index_ready, dim)
+    return _plan(rows, allowed, k, index_kind, index_ready, dict(params), dim)
+
+
+@lru_cache(maxsize=256)
+def _plan_without_params(rows: int, allowed: int, k: int, index_kind: str | None,
+                         index_ready: bool, dim: int) -> Plan:
+    return _plan(rows, allowed, k, index_kind, index_ready, {}, dim)
+
+
+def _plan(rows: int, allowed: int, k: int, index_kind: str | None, index_ready: bool,
+          params: dict, dim: int) -> Plan:
     if allowed <= 0:
         return Plan("skip", "no row passes the filter", rows, 0, k)
     if index_kind is None or index_kind == "flat":

@@ -104,8 +104,11 @@ class Memtable:
         ids = pa.Table.from_batches(self._batches, schema=self.schema).column(ID)
         return rows, ids.take(pa.array(rows)).to_pylist()
 
-    def view(self, seq: int) -> MemtableView:
-        n = self.n
+    def view(self, seq: int, n: int | None = None) -> MemtableView:
+        """The first ``n`` rows (default: all published now; a caller passing ``n`` read it
+        from ``self.n`` before this call) as seen at ``seq``."""
+        if n is None:
+            n = self.n
         return MemtableView(n, self._vectors, self._row_seq, self._deleted_seq,
                             tuple(self._batches), seq)
 

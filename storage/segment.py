@@ -134,6 +134,7 @@ class Segment:
         self._mask: tuple[int, np.ndarray | None] | None = None
         self._norms: np.ndarray | None = None
         self._id_list: list | None = None
+        self._columns: dict = {}     # payload field -> reader of rows (see column_at)
         self._filter_masks: dict = {}
         self._subsets: dict = {}
         self.index = None            # a ready VectorIndex, set once its build is durable
@@ -213,9 +214,43 @@ class Segment:
             ids = self._id_list = self.ids.to_pylist()
         return ids
 
+    def column_at(self, name: str, rows: np.ndarray) -> list:
+        """Values of payload column ``name`` at ``rows`` (int64 row numbers, any order), as
+        Python values, None for null. int64/float64 columns are read in place through numpy."""
+        read = self._columns.get(name)
+        if read is None:
+            read = self._columns[name] = _column_reader(self.table.column(name))
+        return read(rows)
+
     def norms(self) -> np.ndarray:
         """Squared L2 norms of the rows, computed once on first use."""
         if self._norms is None:
             from vecdb.index.exact import squared_norms
             self._norms = squared_norms(self.vectors)
         return self._norms
+
+
+_NUMPY_TYPES = {pa.int64(): np.int64, pa.float64(): np.float64}
+
+
+def _column_reader(col: pa.ChunkedArray):
+    """A function rows -> Python values of ``col``; numeric columns are gathered with numpy
+    straight from the (mapped) Arrow buffers, nothing copied up front, others through Arrow."""
+    arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    dtype = _NUMPY_TYPES.get(arr.type)
+    if dtype is None or len(arr) == 0:
+        return lambda rows: arr.take(pa.array(rows, type=pa.int64())).to_pylist()
+    validity, data = arr.buffers()
+    values = np.frombuffer(data, dtype=dtype)[arr.offset:arr.offset + len(arr)]
+    if not arr.null_count:
+        return lambda rows: values[rows].tolist()
+    bits = np.frombuffer(validity, dtype=np.uint8)
+    offset = arr.offset
+
+    def read(rows: np.ndarray) -> list:
+        out = values[rows].tolist()
+        at = rows + offset
+        for j in np.flatnonzero(((bits[at >> 3] >> (at & 7)) & 1) == 0).tolist():
+            out[j] = None
+        return out
+    return read

@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +74,20 @@ class Part:
     def table(self) -> pa.Table:
         return self.table_fn()
 
-    def ids_at(self, rows: list[int]) -> list:
-        """The ids of ``rows`` (sorted row numbers), as Python values."""
+    def ids_at(self, rows) -> list:
+        """The ids of ``rows`` (row numbers, any order, repeats allowed), as Python values."""
         if self.segment is not None:
             ids = self.segment.id_list()
-            return [ids[r] for r in rows]
-        return self.table().column(ID).take(pa.array(rows)).to_pylist()
+            return [ids[r] for r in (rows.tolist() if isinstance(rows, np.ndarray) else rows)]
+        return self.table().column(ID).take(pa.array(rows, type=pa.int64())).to_pylist()
+
+    def columns_at(self, fields: list[str], rows: np.ndarray) -> list[list]:
+        """Payload ``fields`` of ``rows`` (int64 row numbers, any order, repeats allowed):
+        one list of Python values (None for null) per field."""
+        if self.segment is not None:
+            return [self.segment.column_at(f, rows) for f in fields]
+        t = self.table().select(fields).take(pa.array(rows, type=pa.int64()))
+        return [t.column(f).to_pylist() for f in fields]
 
 
 @dataclass(frozen=True)
@@ -93,12 +102,18 @@ class StoreView:
 
     def parts(self) -> list[Part]:
         """The searchable parts: each sealed segment, then the memtable prefix if not empty."""
+        return list(self._parts)
+
+    @cached_property
+    def _parts(self) -> tuple[Part, ...]:
+        # built once per view: what a view sees never changes (deletes newer than ``seq``
+        # are invisible to it), and the store hands out the same view until something moves
         out = [Part(s.vectors, s.alive_mask(self.seq), (lambda s=s: s.table), s.norms, s)
                for s in self.segments]
         if self.memtable is not None and self.memtable.n:
             m = self.memtable
             out.append(Part(m.vectors[:m.n], m.alive_mask(), lambda: m.payload_table(self.schema), None))
-        return out
+        return tuple(out)
 
 
 class CollectionStore:
@@ -118,6 +133,7 @@ class CollectionStore:
         self._next_num = manifest.next_segment
         self._bg: threading.Thread | None = None
         self._segments: dict[int, Segment] = {}
+        self._view_cache: tuple | None = None   # (seq, state, manifest, memtable rows, view)
         for e in manifest.segments:
             deleted = read_deletes(self.dir / "segments" / e.deletes, e.rows) if e.deletes else None
             seg = Segment(e.num, self.dir / "segments" / e.file, manifest.dim, deleted, e.deletes)
@@ -125,7 +141,7 @@ class CollectionStore:
                 raise Corruption(f"segment {e.file} has {seg.n} rows, manifest says {e.rows}")
             self._segments[e.num] = seg
         self._memtable = self._new_memtable()
-        self._state = (tuple(self._segments.values()), self._memtable)
+        self._set_state(tuple(self._segments.values()), self._memtable)
         self._indexer = IndexBuilder(manifest.name, manifest.dim, self.kernel_metric,
                                      self.dir / "segments", self._install_index, self._pending)
         for e in manifest.segments:
@@ -226,10 +242,29 @@ class CollectionStore:
         return min(self._applied, self._wal.synced_seq)
 
     def view(self) -> StoreView:
+        """A consistent snapshot for one reader; no lock taken.
+
+        Built from (visible seq, segment list + memtable, manifest, memtable rows); while none
+        of these changed, the previous view is handed out again (a view is immutable).
+        """
         self._check_open()
         seq = self.visible_seq()     # take seq before the state: see DESIGN §9 / memtable.py
-        segments, memtable = self._state
-        return StoreView(seq, segments, memtable.view(seq), self._manifest, memtable.schema)
+        state = self._state
+        manifest = self._manifest
+        segments, memtable = state
+        n = memtable.n               # before the memtable's arrays (Memtable.view)
+        cached = self._view_cache
+        if (cached is not None and cached[0] == seq and cached[1] is state
+                and cached[2] is manifest and cached[3] == n):
+            return cached[4]
+        view = StoreView(seq, segments, memtable.view(seq, n), manifest, memtable.schema)
+        self._view_cache = (seq, state, manifest, n, view)
+        return view
+
+    def _set_state(self, segments: tuple[Segment, ...], memtable: Memtable) -> None:
+        """Install what new views see. Caller holds write_lock (or is the constructor)."""
+        self._state = (segments, memtable)
+        self._view_cache = None      # let go of the old segments now, not at the next view
 
     def set_id_type(self, id_type: str) -> None:
         """Fix the id type on first write (commits a manifest version). Caller holds write_lock."""
@@ -237,7 +272,7 @@ class CollectionStore:
             self._commit(self._manifest.next(id_type=id_type))
             assert self._memtable.n == 0
             self._memtable = self._new_memtable()
-            self._state = (self._state[0], self._memtable)
+            self._set_state(self._state[0], self._memtable)
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -353,7 +388,7 @@ class CollectionStore:
                 self._apply_delete(ids, rec.seq)
             self._seq = rec.seq
         self._applied = self._seq
-        self._state = (self._state[0], self._memtable)
+        self._set_state(self._state[0], self._memtable)
 
     # ---- checkpoints: seal, persist deletes, commit ---------------------------------------
 
@@ -397,7 +432,7 @@ class CollectionStore:
             self._memtable = self._new_memtable()
             live = [self._segments[e.num] for e in self._manifest.segments]
             self._segments = {s.num: s for s in live}
-            self._state = (tuple(live), self._memtable)
+            self._set_state(tuple(live), self._memtable)
             self._wal.rotate(self._seq + 1)
             for old in wal_files(self.dir / "wal")[:-1]:
                 old.unlink()
@@ -502,7 +537,7 @@ class CollectionStore:
             live.append(seg)
         self._commit(m.next(segments=tuple(entries)))
         self._segments = {s.num: s for s in live}
-        self._state = (tuple(live), self._memtable)
+        self._set_state(tuple(live), self._memtable)
         self._indexer.forget(replaced)
         self._gc()
         for seg in new_segments:
@@ -598,6 +633,7 @@ class CollectionStore:
         self._indexer.stop()
         with self.write_lock:
             self._closed = True
+            self._view_cache = None
             if self._wal is not None:
                 self._wal.close()
         if self.read_only:

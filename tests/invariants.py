@@ -46,7 +46,8 @@ def assert_exact_search(col, model: dict, queries: np.ndarray, k: int, where=Non
         np.testing.assert_allclose([h.score for h in row], sign * scores[qi][order], rtol=1e-4, atol=1e-4)
         got = [h.score * sign for h in row]
         assert got == sorted(got, reverse=True)
-        for h in row:   # each hit's score is the true score of that id
+        for h in row:   # each hit's score is the true score of that id, its payload that id's
             idx = keep.index(h.id)
             assert abs(scores[qi][idx] - sign * h.score) <= 1e-4 * max(1.0, abs(scores[qi][idx]))
+            assert h.payload == {f: v for f, v in model[h.id][1].items() if v is not None}
         assert len({h.id for h in row}) == len(row)

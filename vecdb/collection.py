@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -33,6 +34,7 @@ MAX_K = 16_384
 MAX_BATCH = 1_000_000
 PART_BITS = 40   # merged keys: part index << PART_BITS | row
 ROW_MASK = (1 << PART_BITS) - 1
+_new_hit = partial(tuple.__new__, Hit)   # Hit from an (id, score, payload) tuple, unchecked
 
 
 class Collection:
@@ -211,28 +213,34 @@ class Collection:
         if len(q) == 0:
             raise InvalidVector("queries is empty")
         params = check_search_params(params)
-        fields = self._output_fields(output_fields)
+        fields = self._output_fields(output_fields, m.schema)
         expr = self._compile_filter(filter) if filter is not None else None
         parts = self._store.view().parts()
         plan = [] if explain else None
-        scores, keys = self._search_parts(parts, q, int(k), expr, params, plan)
+        scores, keys = self._search_parts(parts, q, int(k), expr, params, plan, m)
         hits = self._hits(parts, scores, keys, fields)
         return (hits, plan) if explain else hits
 
     def _search_parts(self, parts: list[Part], q: np.ndarray, k: int, expr, params: dict,
-                      explain: list | None):
-        """Plan and search each part, then merge best-first; appends each plan to ``explain``."""
-        kernel_metric = "l2" if self.metric == "l2" else "ip"
+                      explain: list | None, m=None):
+        """Plan and search each part, then merge best-first; appends each plan to ``explain``.
+
+        Returns scores and keys (part << PART_BITS | row), each (q, k), a negative key being a
+        pad. ``m`` is the manifest the query was validated against (default: the current one).
+        """
+        m = m or self._store.manifest
+        kernel_metric = "l2" if m.metric == "l2" else "ip"
+        dim = m.dim
         results = []
         for i, part in enumerate(parts):
-            t0 = time.perf_counter()
+            t0 = time.perf_counter() if explain is not None else 0.0
             allowed = self._allowed(expr, part)
             n_allowed = len(part.vectors) if allowed is None else int(np.count_nonzero(allowed))
             seg = part.segment
             index = seg.index if seg is not None else None
             plan = plan_segment(len(part.vectors), n_allowed, k,
                                 seg.index_kind if seg is not None else None, index is not None, params,
-                                self.dim)
+                                dim)
             if plan.strategy == "index":
                 s, rows = index.search(q, k, allowed, params)
             elif (plan.strategy == "exact" and seg is not None and expr is not None
@@ -246,44 +254,82 @@ class Collection:
                 norms = part.norms_fn() if (kernel_metric == "l2" and part.norms_fn and len(q) > 1) else None
                 s, rows = exact_search(part.vectors, q, k, kernel_metric, allowed, norms)
             if plan.strategy != "skip":
-                results.append((s, np.where(rows >= 0, (np.int64(i) << PART_BITS) | rows, -1)))
+                results.append((i, s, rows))
             if explain is not None:
                 explain.append({"part": f"segment {seg.num}" if seg is not None else "memtable",
                                 **plan.as_dict(), "ms": round((time.perf_counter() - t0) * 1000, 3)})
         if not results:
             worst = np.inf if kernel_metric == "l2" else -np.inf
             return np.full((len(q), k), worst, np.float32), np.full((len(q), k), -1, np.int64)
-        if len(results) == 1:    # already best-first and padded
-            return results[0]
-        return merge_topk(results, k, higher_is_better=kernel_metric == "ip")
+        if len(results) == 1 and results[0][0] == 0:   # already best-first; keys = rows
+            _, s, rows = results[0]
+            return s, rows.astype(np.int64, copy=False)
+        keyed = [(s, np.where(rows >= 0, (np.int64(i) << PART_BITS) | rows, -1)) for i, s, rows in results]
+        if len(keyed) == 1:      # already best-first and padded
+            return keyed[0]
+        return merge_topk(keyed, k, higher_is_better=kernel_metric == "ip")
 
     def _hits(self, parts: list[Part], scores: np.ndarray, keys: np.ndarray, fields: list[str]) -> list[list[Hit]]:
-        """Hits per query: ids (and payload fields) looked up once per distinct row."""
-        wanted: dict[int, set[int]] = {}
-        for key in keys[keys >= 0].tolist():
-            wanted.setdefault(key >> PART_BITS, set()).add(key & ROW_MASK)
-        rows_of: dict[int, tuple] = {}
-        for i, rows in wanted.items():
-            rows = sorted(rows)
-            part = parts[i]
-            ids = part.ids_at(rows)
-            if fields:
-                t = part.table().select(fields).take(pa.array(rows))
-                cols = [t.column(f).to_pylist() for f in fields]
-                for j, r in enumerate(rows):
-                    rows_of[(i << PART_BITS) | r] = (ids[j], {f: c[j] for f, c in zip(fields, cols) if c[j] is not None})
+        """Hits per query: the leading valid keys of each row, their ids and payload fields
+        gathered part by part in one vectorised lookup each."""
+        nq = len(keys)
+        counts = None          # hits per query; None: k each
+        key_list = None        # flat_keys as Python ints, where at hand
+        if nq == 1:            # one query: plain Python beats numpy's per-call cost here
+            key_list = keys[0].tolist()
+            n = len(key_list)
+            if n and min(key_list) < 0:   # a row's hits end at its first pad
+                n = next(j for j, key in enumerate(key_list) if key < 0)
+                key_list = key_list[:n]
+            flat_keys, flat_scores = keys[0, :n], scores[0, :n]
+        else:
+            valid = keys >= 0
+            if valid.all():
+                flat_keys, flat_scores = keys.ravel(), scores.ravel()
             else:
-                for j, r in enumerate(rows):
-                    rows_of[(i << PART_BITS) | r] = (ids[j], {})
-        out = []
-        for srow, krow in zip(scores.tolist(), keys.tolist()):
-            hits = []
-            for s, key in zip(srow, krow):
-                if key < 0:
-                    break
-                rid, payload = rows_of[key]
-                hits.append(Hit(rid, s, payload))
-            out.append(hits)
+                lead = np.logical_and.accumulate(valid, axis=1)
+                counts = lead.sum(axis=1).tolist()
+                flat_keys, flat_scores = keys[lead], scores[lead]
+            n = len(flat_keys)
+        if n == 0:
+            return [[] for _ in range(nq)]
+        if len(parts) == 1:
+            first, single = 0, True
+        else:
+            part_of = flat_keys >> PART_BITS
+            first = int(part_of[0])
+            single = bool((part_of == first).all())
+        if single:
+            rows = flat_keys & ROW_MASK if first else flat_keys
+            ids = parts[first].ids_at(rows if first or key_list is None else key_list)
+            cols = parts[first].columns_at(fields, rows) if fields else []
+        else:
+            ids = [None] * n
+            cols = [[None] * n for _ in fields]
+            for p in np.unique(part_of).tolist():
+                at = np.flatnonzero(part_of == p)
+                rows = flat_keys[at] & ROW_MASK
+                at = at.tolist()
+                for dst, src in zip([ids, *cols], [parts[p].ids_at(rows), *parts[p].columns_at(fields, rows)]):
+                    for j, v in zip(at, src):
+                        dst[j] = v
+        if not fields:
+            payloads = [{} for _ in range(n)]
+        elif len(fields) == 1:
+            f = fields[0]
+            payloads = [{} if v is None else {f: v} for v in cols[0]]
+        else:
+            payloads = [{f: v for f, v in zip(fields, vals) if v is not None} for vals in zip(*cols)]
+        hits = list(map(_new_hit, zip(ids, flat_scores.tolist(), payloads)))
+        if nq == 1:
+            return [hits]
+        if counts is None:
+            k = keys.shape[1]
+            return [hits[lo:lo + k] for lo in range(0, n, k)]
+        out, lo = [], 0
+        for c in counts:
+            out.append(hits[lo:lo + c])
+            lo += c
         return out
 
     # ---- helpers -----------------------------------------------------------------------
@@ -308,15 +354,18 @@ class Collection:
             return part.segment.filter_mask(expr, lambda: filters.evaluate(expr, part.table()))
         return filters.evaluate(expr, part.table())
 
-    def _output_fields(self, output_fields) -> list[str]:
+    def _output_fields(self, output_fields, schema: dict[str, str] | None = None) -> list[str]:
+        """The payload fields to return, checked against ``schema`` (default: the current one)."""
+        if schema is None:
+            schema = self._store.manifest.schema
         if output_fields is None:
-            return list(self.schema)
+            return list(schema)
         if isinstance(output_fields, str):
             raise InvalidArgument("output_fields must be a list of field names, not a string")
         fields = list(output_fields)
         for f in fields:
-            if f not in self.schema:
-                raise SchemaError(f"output_fields names unknown field {f!r} (fields: {', '.join(self.schema) or 'none'})")
+            if f not in schema:
+                raise SchemaError(f"output_fields names unknown field {f!r} (fields: {', '.join(schema) or 'none'})")
         return fields
 
     # ---- versions, snapshots, stats ------------------------------------------------------

@@ -18,11 +18,17 @@ from functools import lru_cache
 # ~300 QPS; on WordNet/MiniLM (d=384) exact over 11.7k rows (4.5M floats) ran at 0.48x HNSW.
 EXACT_MAX_FLOATS = 2_500_000
 # A filter this selective is scanned from a cached compact copy of its rows (see
-# Segment.filter_subset) up to this many floats: ~10x faster than gathering through a mask,
-# and faster than a filtered HNSW search, which widens its beam by 1/selectivity (bench.ann:
-# at 10 % on d=384 the compact scan ran at 0.48x unfiltered HNSW, the filtered index at 0.19x).
+# Segment.filter_subset): ~10x faster than gathering through a mask. For IVF indexes, whose
+# filtered probes grow by 1/selectivity, up to COMPACT_SCAN_MAX_FLOATS.
 COMPACT_SCAN_SELECTIVITY = 0.25
 COMPACT_SCAN_MAX_FLOATS = 20_000_000
+# For HNSW the filtered walk (two-hop, index/hnsw.py) costs about ef slots of ~5-7 us each,
+# nearly independent of dim (it is bound by memory latency), while the compact scan costs
+# ~0.083 ns per float (one thread). Measured on one thread, k=10: GloVe d=50 at 10 % (1.95M
+# floats): scan 6.1k QPS vs two-hop walk 1.4k at ef=128; WordNet d=384 at 10 % (4.5M floats):
+# scan 2.7k QPS vs walk 4.6k at ef=32. So: scan up to ef x this many floats.
+SCAN_FLOATS_PER_BEAM_SLOT = 64_000
+GRAPH_KINDS = frozenset({"hnsw", "hnsw_sq8"})
 # Below this fraction of rows allowed, graph/cluster indexes lose recall fast: scan instead.
 EXACT_MAX_SELECTIVITY = 0.02
 
@@ -49,27 +55,28 @@ class Plan:
 
 
 def plan_segment(rows: int, allowed: int, k: int, index_kind: str | None, index_ready: bool,
-                 params: dict | None = None, dim: int = 1) -> Plan:
+                 params: dict | None = None, dim: int = 1, ef: int | None = None) -> Plan:
     """Choose how to search one segment.
 
     ``rows`` counts the segment's rows, ``allowed`` those visible and passing the filter;
-    ``index_kind`` is None for segments without an index; ``dim`` sizes the scan's cost.
+    ``index_kind`` is None for segments without an index; ``dim`` sizes the scan's cost and
+    ``ef`` (the beam an HNSW index would search with) the filtered walk's.
     Without ``params`` the plan comes from a small cache (searches repeat the same inputs), so
     it may be shared between calls: a Plan and its ``params`` are not to be mutated.
     """
     if not params:
-        return _plan_without_params(rows, allowed, k, index_kind, index_ready, dim)
-    return _plan(rows, allowed, k, index_kind, index_ready, dict(params), dim)
+        return _plan_without_params(rows, allowed, k, index_kind, index_ready, dim, ef)
+    return _plan(rows, allowed, k, index_kind, index_ready, dict(params), dim, ef)
 
 
 @lru_cache(maxsize=256)
 def _plan_without_params(rows: int, allowed: int, k: int, index_kind: str | None,
-                         index_ready: bool, dim: int) -> Plan:
-    return _plan(rows, allowed, k, index_kind, index_ready, {}, dim)
+                         index_ready: bool, dim: int, ef: int | None) -> Plan:
+    return _plan(rows, allowed, k, index_kind, index_ready, {}, dim, ef)
 
 
 def _plan(rows: int, allowed: int, k: int, index_kind: str | None, index_ready: bool,
-          params: dict, dim: int) -> Plan:
+          params: dict, dim: int, ef: int | None) -> Plan:
     if allowed <= 0:
         return Plan("skip", "no row passes the filter", rows, 0, k)
     if index_kind is None or index_kind == "flat":
@@ -81,9 +88,14 @@ def _plan(rows: int, allowed: int, k: int, index_kind: str | None, index_ready: 
     selectivity = allowed / rows
     if selectivity < EXACT_MAX_SELECTIVITY:
         return Plan("exact", f"selectivity {selectivity:.2%} is too low for the index", rows, allowed, k)
-    if selectivity <= COMPACT_SCAN_SELECTIVITY and allowed * dim <= COMPACT_SCAN_MAX_FLOATS:
-        return Plan("exact", f"selectivity {selectivity:.2%}: a compact scan beats a filtered index",
-                    rows, allowed, k)
+    if selectivity <= COMPACT_SCAN_SELECTIVITY:
+        if index_kind in GRAPH_KINDS and ef:
+            if allowed * dim <= ef * SCAN_FLOATS_PER_BEAM_SLOT:
+                return Plan("exact", f"selectivity {selectivity:.2%}: a compact scan of {allowed * dim} "
+                            f"floats beats a filtered walk with ef {ef}", rows, allowed, k)
+        elif allowed * dim <= COMPACT_SCAN_MAX_FLOATS:
+            return Plan("exact", f"selectivity {selectivity:.2%}: a compact scan beats a filtered index",
+                        rows, allowed, k)
     if allowed < rows:
         return Plan("index", f"index search with an allow-list of {allowed} rows", rows, allowed, k, params)
     return Plan("index", "index search", rows, allowed, k, params)

@@ -240,7 +240,7 @@ class Collection:
             index = seg.index if seg is not None else None
             plan = plan_segment(len(part.vectors), n_allowed, k,
                                 seg.index_kind if seg is not None else None, index is not None, params,
-                                dim)
+                                dim, None if index is None else params.get("ef", index.params.get("ef")))
             if plan.strategy == "index":
                 s, rows = index.search(q, k, allowed, params)
             elif (plan.strategy == "exact" and seg is not None and expr is not None

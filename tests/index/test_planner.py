@@ -33,6 +33,18 @@ def test_strategy_by_selectivity(allowed, kind, ready, strategy):
         assert plan.params == {"ef": 64}
 
 
+@pytest.mark.parametrize("rows,allowed,dim,ef,strategy", [
+    (390_000, 39_000, 50, 128, "exact"),       # GloVe-like 10 %: the compact scan is faster
+    (116_659, 11_666, 384, 32, "index"),       # WordNet-like 10 %: the two-hop walk is faster
+    (116_659, 11_666, 384, 96, "exact"),       # a wider beam costs more than the scan
+    (390_000, 97_500, 50, 64, "index"),        # 25 %, ef 64: 4.9M floats > 64 slots
+    (390_000, 195_000, 50, 16, "index"),       # 50 %: beyond compact scans
+])
+def test_hnsw_filtered_scan_or_walk_by_cost(rows, allowed, dim, ef, strategy):
+    assert plan_segment(rows, allowed, 10, "hnsw", True, None, dim, ef).strategy == strategy
+    assert plan_segment(rows, allowed, 10, "hnsw_sq8", True, {"ef": ef}, dim, ef).strategy == strategy
+
+
 def test_k_above_allowed_rows_scans():
     assert plan_segment(1_000_000, 500_000, 600_000, "hnsw", True, dim=384).strategy == "exact"
 

@@ -134,6 +134,9 @@ def resolve_params(kind: str, given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_CHECKED: dict[tuple, bool] = {}   # typed params seen valid (searches repeat the same few)
+
+
 def check_search_params(params: dict | None) -> dict:
     """Validate per-call search params (names and values) against every index type's search
     parameters; returns a copy. A name a given index does not use is ignored there."""
@@ -141,6 +144,12 @@ def check_search_params(params: dict | None) -> dict:
         return {}
     if not isinstance(params, dict):
         raise InvalidArgument(f"search params must be a dict, got {type(params).__name__}")
+    try:
+        key = tuple((n, type(v), v) for n, v in params.items())   # 16.0 == 16 == True: types too
+        if key in _CHECKED:
+            return dict(params)
+    except TypeError:          # unhashable values: checked below, not remembered
+        key = None
     unknown = sorted(set(params) - SEARCH_PARAMS)
     if unknown:
         raise InvalidArgument(f"unknown search parameter(s) {', '.join(map(repr, unknown))}; "
@@ -148,6 +157,8 @@ def check_search_params(params: dict | None) -> dict:
     for name, value in params.items():
         spec = next(ps[name] for ps in PARAMS.values() if name in ps)
         _check_value("search", name, spec, value)
+    if key is not None and len(_CHECKED) < 1024:
+        _CHECKED[key] = True
     return dict(params)
 
 
@@ -385,8 +396,9 @@ class VectorIndex(abc.ABC):
         if count == 0 or len(q) == 0:
             return pad(len(q), k, self.metric)
         scores, rows = self._search(q, k, allowed, count, p)
-        if p["exact_fallback"]:
-            short = rows[:, min(k, count) - 1] < 0        # short rows are padded at the end
+        last = min(k, count) - 1                           # short rows are padded at the end
+        if p["exact_fallback"] and (rows[0, last] < 0 if len(q) == 1 else rows[:, last].min() < 0):
+            short = rows[:, last] < 0
             if short.any():
                 scores[short], rows[short] = self._exact(q[short], k, allowed)
         return scores, rows
@@ -397,9 +409,11 @@ class VectorIndex(abc.ABC):
             return dict(self.params)
         try:
             key = tuple((n, type(v), v) for n, v in params.items())   # 16.0 == 16 == True: types too
-            return self._resolved[key]          # validated before; callers do not mutate it
-        except (KeyError, TypeError):
-            key = None                          # not seen (or not hashable)
+            hit = self._resolved.get(key)
+        except TypeError:                       # not hashable
+            key = hit = None
+        if hit is not None:
+            return hit                          # validated before; callers do not mutate it
         out = dict(self.params)
         check_search_params(params)
         spec = PARAMS[self.kind]

@@ -16,7 +16,6 @@ inner product ``c + sum(a * x)``, squared L2 ``sum((a - b * x) ** 2)``.
 """
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple
 
 import numba
@@ -30,6 +29,7 @@ __all__ = ["Graph", "GraphSearcher", "graph_of"]
 
 _EMPTY_ALLOWED = np.zeros(1, np.bool_)
 _ZEROS1 = np.zeros(1, np.float32)
+PREFETCH_LINES = 8
 # reassociation for SIMD sums; not nnan/ninf: the beam compares against +inf
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
@@ -96,7 +96,7 @@ def _prefetch2(typingctx, arr, i, j):
 def _prefetch_row(data, v):
     """The first lines of row ``v`` (the rest follow through the hardware prefetcher)."""
     step = max(1, 64 // data.itemsize)
-    for j in range(0, min(data.shape[1], 4 * step), step):
+    for j in range(0, min(data.shape[1], PREFETCH_LINES * step), step):
         _prefetch2(data, v, j)
 
 
@@ -232,6 +232,9 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
     """One query: fills out_d/out_i (kk) best first with FAISS-convention scores."""
     cur = entry
     dcur = _dist(data, cur, a, b, c, ip)
+    nmax = cum[1] - cum[0]                          # level 0 has the longest lists
+    buf = np.empty(nmax, np.int32)
+    dbuf = np.empty(nmax, np.float32)
     for level in range(max_level, 0, -1):          # greedy descent
         lo = cum[level]
         hi_ = cum[level + 1]
@@ -239,14 +242,22 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
         while changed:
             changed = False
             base = offsets[cur]
+            m = 0
             for j in range(base + lo, base + hi_):
                 v = neighbors[j]
                 if v < 0:
                     break
-                d = _dist(data, v, a, b, c, ip)
-                if d < dcur:
-                    dcur = d
-                    cur = v
+                buf[m] = v
+                m += 1
+                _prefetch_row(data, v)
+            for t in range(0, m - 3, 4):
+                _dist4(data, buf[t], buf[t + 1], buf[t + 2], buf[t + 3], a, b, c, ip, dbuf[t:t + 4])
+            for t in range(m - m % 4, m):
+                dbuf[t] = _dist(data, buf[t], a, b, c, ip)
+            for t in range(m):
+                if dbuf[t] < dcur:
+                    dcur = dbuf[t]
+                    cur = buf[t]
                     changed = True
     # level 0: beam of width ef
     rd = np.empty(ef + 1, np.float32)
@@ -267,8 +278,6 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
     cs = 1
     n0 = cum[1] - cum[0]
     n2 = n0                                        # two-hop lists are cut at this length
-    buf = np.empty(n2, np.int32)
-    dbuf = np.empty(n2, np.float32)
     while cs > 0:
         d0 = cd[0]
         node = ci[0]
@@ -415,7 +424,6 @@ class GraphSearcher:
             self._vmin = np.ascontiguousarray(vmin, np.float32) + np.float32(0.5) * scale
             self._b = scale
         self._pool: dict[int, list] = {}
-        self._lock = threading.Lock()
 
     def _prepare(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(A, C): per-query coefficients of the affine distance."""
@@ -431,15 +439,16 @@ class GraphSearcher:
         return np.ascontiguousarray(q - self._vmin), np.zeros(nq, np.float32)
 
     def _take(self, workers: int):
-        with self._lock:
-            free = self._pool.get(workers)
-            if free:
-                return free.pop()
+        free = self._pool.get(workers)
+        if free:
+            try:
+                return free.pop()               # atomic under the GIL: no lock needed
+            except IndexError:                  # another thread took the last one
+                pass
         return np.zeros((workers, self.n), np.uint8), np.zeros(workers, np.int64)
 
     def _give(self, workers: int, tables) -> None:
-        with self._lock:
-            self._pool.setdefault(workers, []).append(tables)
+        self._pool.setdefault(workers, []).append(tables)
 
     def search(self, q: np.ndarray, kk: int, ef: int, allowed: np.ndarray | None = None,
                two_hop: bool = False) -> tuple[np.ndarray, np.ndarray]:

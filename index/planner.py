@@ -61,18 +61,20 @@ def plan_segment(rows: int, allowed: int, k: int, index_kind: str | None, index_
     ``rows`` counts the segment's rows, ``allowed`` those visible and passing the filter;
     ``index_kind`` is None for segments without an index; ``dim`` sizes the scan's cost and
     ``ef`` (the beam an HNSW index would search with) the filtered walk's.
-    Without ``params`` the plan comes from a small cache (searches repeat the same inputs), so
-    it may be shared between calls: a Plan and its ``params`` are not to be mutated.
+    Plans come from a small cache (searches repeat the same inputs), so one may be shared
+    between calls: a Plan and its ``params`` are not to be mutated.
     """
-    if not params:
-        return _plan_without_params(rows, allowed, k, index_kind, index_ready, dim, ef)
+    try:
+        frozen = tuple(sorted(params.items())) if params else ()
+        return _cached_plan(rows, allowed, k, index_kind, index_ready, frozen, dim, ef)
+    except TypeError:          # unhashable param values (rejected elsewhere): plan uncached
+        return _plan(rows, allowed, k, index_kind, index_ready, dict(params), dim, ef)
+
+
+@lru_cache(maxsize=512)
+def _cached_plan(rows: int, allowed: int, k: int, index_kind: str | None, index_ready: bool,
+                 params: tuple, dim: int, ef: int | None) -> Plan:
     return _plan(rows, allowed, k, index_kind, index_ready, dict(params), dim, ef)
-
-
-@lru_cache(maxsize=256)
-def _plan_without_params(rows: int, allowed: int, k: int, index_kind: str | None,
-                         index_ready: bool, dim: int, ef: int | None) -> Plan:
-    return _plan(rows, allowed, k, index_kind, index_ready, {}, dim, ef)
 
 
 def _plan(rows: int, allowed: int, k: int, index_kind: str | None, index_ready: bool,

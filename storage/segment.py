@@ -134,9 +134,11 @@ class Segment:
         self._mask: tuple[int, np.ndarray | None] | None = None
         self._norms: np.ndarray | None = None
         self._id_list: list | None = None
+        self._id_array: np.ndarray | None = None
         self._columns: dict = {}     # payload field -> reader of rows (see column_at)
         self._filter_masks: dict = {}
         self._subsets: dict = {}
+        self._device = None          # GPU exact searcher (index/gpu.py); False: none usable
         self.index = None            # a ready VectorIndex, set once its build is durable
         self.index_kind: str | None = None
 
@@ -207,6 +209,17 @@ class Segment:
             cache[key] = hit
         return hit
 
+    def id_array(self) -> np.ndarray | None:
+        """Integer ids as a numpy array (zero-copy from the map), None for string ids."""
+        ids = self._id_array
+        if ids is None:
+            col = self.ids
+            if not pa.types.is_integer(col.type):
+                return None
+            chunk = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+            ids = self._id_array = chunk.to_numpy(zero_copy_only=False)
+        return ids
+
     def id_list(self) -> list:
         """Ids as a Python list (built once: hits look ids up by row number)."""
         ids = self._id_list
@@ -228,6 +241,18 @@ class Segment:
             from vecdb.index.exact import squared_norms
             self._norms = squared_norms(self.vectors)
         return self._norms
+
+    def device_exact(self, metric: str):
+        """The rows copied to the GPU for batch exact scans, on first use; None without one."""
+        if self._device is None:
+            from vecdb.index.gpu import device_exact
+            self._device = device_exact(self.vectors, metric) or False
+        return self._device or None
+
+    @property
+    def device_bytes(self) -> int:
+        """GPU memory this segment holds (0 when it was never scanned there)."""
+        return self._device.nbytes if self._device else 0
 
 
 _NUMPY_TYPES = {pa.int64(): np.int64, pa.float64(): np.float64}

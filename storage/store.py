@@ -77,6 +77,9 @@ class Part:
     def ids_at(self, rows) -> list:
         """The ids of ``rows`` (row numbers, any order, repeats allowed), as Python values."""
         if self.segment is not None:
+            ids = self.segment.id_array()
+            if ids is not None:          # one gather, fresh ints: no walk over a big list
+                return ids[rows].tolist()
             ids = self.segment.id_list()
             return [ids[r] for r in (rows.tolist() if isinstance(rows, np.ndarray) else rows)]
         return self.table().column(ID).take(pa.array(rows, type=pa.int64())).to_pylist()

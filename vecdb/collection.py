@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +21,7 @@ from vecdb.errors import InvalidArgument, InvalidId, InvalidVector, SchemaError
 from vecdb.hits import Hit, Record
 from vecdb.index.exact import exact_search
 from vecdb.index.base import check_search_params
+from vecdb.index.gpu import GPU_MIN_QUERIES, device_backend
 from vecdb.index.planner import COMPACT_SCAN_SELECTIVITY, plan_segment
 from vecdb.index.topk import merge_topk
 from vecdb.rows import (as_ids, as_vectors, build_rows, infer_id_type, payload_columns,
@@ -251,8 +253,14 @@ class Collection:
                 s, r = exact_search(sub_vectors, q, k, kernel_metric, sub_alive)
                 rows = np.where(r >= 0, sub_rows[np.maximum(r, 0)], -1)
             elif plan.strategy == "exact":
-                norms = part.norms_fn() if (kernel_metric == "l2" and part.norms_fn and len(q) > 1) else None
-                s, rows = exact_search(part.vectors, q, k, kernel_metric, allowed, norms)
+                gpu = (seg.device_exact(kernel_metric) if seg is not None and len(q) >= GPU_MIN_QUERIES
+                       and device_backend()[0] else None)
+                if gpu is not None:
+                    s, rows = gpu.search(q, k, allowed)
+                    plan = replace(plan, reason=f"{plan.reason}; on the GPU")
+                else:
+                    norms = part.norms_fn() if (kernel_metric == "l2" and part.norms_fn and len(q) > 1) else None
+                    s, rows = exact_search(part.vectors, q, k, kernel_metric, allowed, norms)
             if plan.strategy != "skip":
                 results.append((i, s, rows))
             if explain is not None:
@@ -405,12 +413,17 @@ class Collection:
         """Rows, segments (with their index state, rows done and memory), memtable, settings."""
         view = self._store.view()
         indexes = self._store.index_stats()
+        backend, device = device_backend()
         return {
             "name": self.name, "dim": self.dim, "metric": self.metric, "id_type": self.id_type,
             "version": view.manifest.version, "rows": self.count(),
             "index": dict(view.manifest.index),
             "segments": [{"num": s.num, "rows": s.n, "deleted": s.n_deleted,
-                          "index": indexes.get(s.num, {"state": "none"})} for s in view.segments],
+                          "index": indexes.get(s.num, {"state": "none"}),
+                          "gpu_bytes": s.device_bytes} for s in view.segments],
+            "gpu": {"backend": backend, "device": device,
+                    "use": f"exact scans of sealed segments for batches of >= {GPU_MIN_QUERIES} queries"
+                    if backend else "none"},
             "memtable_rows": view.memtable.n if view.memtable else 0,
             "durability": self._store.options.durability,
         }

@@ -145,3 +145,46 @@ def test_gpu_exact_ties_and_odd_shapes():
         g = GpuExact(x, metric)
         check(g, x, q, 33, metric, exact_ties=True)
         check(g, x, q[:1], 64, metric, x[:, 3] > 0, exact_ties=True)
+
+
+# ---- the cuBLAS backend (TorchExact): the same code runs on the CPU here, on CUDA in the engine
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_torch_backend_matches_cpu_kernel(metric, monkeypatch):
+    import vecdb.index.gpu as gpu
+    from vecdb.index.exact import exact_search
+    monkeypatch.setattr(gpu, "_CHUNK_ELEMS", 40 * 37)     # several row blocks, merged
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1000, 37)).astype(np.float32)
+    q = rng.normal(size=(40, 37)).astype(np.float32)
+    t = gpu.TorchExact(x, metric, device="cpu")
+    allowed = rng.random(1000) < 0.3
+    for k, mask in ((10, None), (10, allowed), (50, allowed), (1, None)):
+        s, r = t.search(q, k, mask)
+        cs, cr = exact_search(x, q, k, metric, mask)
+        assert s.dtype == np.float32 and r.dtype == np.int64 and s.shape == (40, k)
+        np.testing.assert_array_equal(r, cr)                  # random data: no ties
+        np.testing.assert_allclose(s, cs, rtol=1e-4, atol=1e-3)
+
+
+def test_torch_backend_pads_when_few_rows_pass():
+    from vecdb.index.gpu import TorchExact
+    x = np.eye(5, dtype=np.float32)
+    t = TorchExact(x, "ip", device="cpu")
+    allowed = np.array([False, True, False, True, False])
+    s, r = t.search(x, 4, allowed)
+    assert (r[:, 2:] == -1).all() and np.isneginf(s[:, 2:]).all()
+    assert set(r[1, :2]) == {1, 3} and r[1, 0] == 1
+    s, r = t.search(x, 3, np.zeros(5, bool))
+    assert (r == -1).all()
+
+
+def test_no_backend_without_a_driver_or_when_disabled(monkeypatch):
+    import vecdb.index.gpu as gpu
+    monkeypatch.setenv("VECDB_GPU", "0")
+    gpu.device_backend.cache_clear()
+    try:
+        assert gpu.device_backend() == (None, "disabled by VECDB_GPU=0")
+        assert gpu.device_exact(np.ones((3, 2), np.float32), "ip") is None
+    finally:
+        gpu.device_backend.cache_clear()

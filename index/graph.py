@@ -232,7 +232,9 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
     """One query: fills out_d/out_i (kk) best first with FAISS-convention scores."""
     cur = entry
     dcur = _dist(data, cur, a, b, c, ip)
-    nmax = cum[1] - cum[0]                          # level 0 has the longest lists
+    nmax = 0                                        # the longest neighbour list (level 0's)
+    for level in range(cum.shape[0] - 1):
+        nmax = max(nmax, cum[level + 1] - cum[level])
     buf = np.empty(nmax, np.int32)
     dbuf = np.empty(nmax, np.float32)
     for level in range(max_level, 0, -1):          # greedy descent
@@ -277,7 +279,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
     _push_min(cd, ci, cs, dcur, cur)
     cs = 1
     n0 = cum[1] - cum[0]
-    n2 = n0                                        # two-hop lists are cut at this length
+    n2 = n0                                        # two-hop lists are cut at this length (<= nmax)
     while cs > 0:
         d0 = cd[0]
         node = ci[0]

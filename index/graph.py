@@ -116,7 +116,7 @@ def _dist(data, v, a, b, c, ip):
 
 
 @njit(inline="always", fastmath=_FAST)
-def _dist4(data, v0, v1, v2, v3, a, b, c, ip, out):
+def _dist4(data, v0, v1, v2, v3, a, b, c, ip, out, t):
     """Distances of four rows at once (four loads in flight per step)."""
     s0 = np.float32(0.0)
     s1 = np.float32(0.0)
@@ -133,10 +133,10 @@ def _dist4(data, v0, v1, v2, v3, a, b, c, ip, out):
             s1 += aj * np.float32(x1[j])
             s2 += aj * np.float32(x2[j])
             s3 += aj * np.float32(x3[j])
-        out[0] = -(s0 + c)
-        out[1] = -(s1 + c)
-        out[2] = -(s2 + c)
-        out[3] = -(s3 + c)
+        out[t + 0] = -(s0 + c)
+        out[t + 1] = -(s1 + c)
+        out[t + 2] = -(s2 + c)
+        out[t + 3] = -(s3 + c)
         return
     for j in range(a.shape[0]):
         aj = a[j]
@@ -149,10 +149,10 @@ def _dist4(data, v0, v1, v2, v3, a, b, c, ip, out):
         s1 += t1 * t1
         s2 += t2 * t2
         s3 += t3 * t3
-    out[0] = s0
-    out[1] = s1
-    out[2] = s2
-    out[3] = s3
+    out[t + 0] = s0
+    out[t + 1] = s1
+    out[t + 2] = s2
+    out[t + 3] = s3
 
 
 @njit(inline="always")
@@ -253,7 +253,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
                 m += 1
                 _prefetch_row(data, v)
             for t in range(0, m - 3, 4):
-                _dist4(data, buf[t], buf[t + 1], buf[t + 2], buf[t + 3], a, b, c, ip, dbuf[t:t + 4])
+                _dist4(data, buf[t], buf[t + 1], buf[t + 2], buf[t + 3], a, b, c, ip, dbuf, t)
             for t in range(m - m % 4, m):
                 dbuf[t] = _dist(data, buf[t], a, b, c, ip)
             for t in range(m):
@@ -330,7 +330,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
                     m += 1
                     _prefetch_row(data, v)
         for t in range(0, m - 3, 4):                 # distances, four at a time
-            _dist4(data, buf[t], buf[t + 1], buf[t + 2], buf[t + 3], a, b, c, ip, dbuf[t:t + 4])
+            _dist4(data, buf[t], buf[t + 1], buf[t + 2], buf[t + 3], a, b, c, ip, dbuf, t)
         for t in range(m - m % 4, m):
             dbuf[t] = _dist(data, buf[t], a, b, c, ip)
         for t in range(m):                           # beam update

@@ -29,7 +29,7 @@ from bench import warn_openblas
 from bench.datasets import load, recall_at
 
 RESULTS = Path(__file__).resolve().parent / "results"
-EFS = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
+EFS = [16, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 256, 384, 512]
 
 
 def _single(search_one, Q, repeats=3) -> float:

@@ -29,7 +29,7 @@ __all__ = ["Graph", "GraphSearcher", "graph_of"]
 
 _EMPTY_ALLOWED = np.zeros(1, np.bool_)
 _ZEROS1 = np.zeros(1, np.float32)
-PREFETCH_LINES = 8
+PREFETCH_LINES = 8          # cache lines of a row prefetched before its distance is taken
 # reassociation for SIMD sums; not nnan/ninf: the beam compares against +inf
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
@@ -406,8 +406,8 @@ class GraphSearcher:
     """Searches one HNSW graph over float32 rows or SQ8 codes; thread-safe.
 
     ``data`` is (n, d) float32 rows or uint8 codes; for codes, ``vmin``/``vdiff`` (d,) decode
-    them. Visited tables (uint8 tags, n bytes, cleared once every 254 queries) are pooled per worker
-    count, so a query allocates nothing of size n.
+    them. Visited tables (uint8 tags, n bytes, cleared once every 254 queries) are pooled per
+    worker count, so a query allocates nothing of size n.
     """
 
     def __init__(self, graph: Graph, data: np.ndarray, metric: str,

@@ -157,6 +157,7 @@ def _dist4(data, v0, v1, v2, v3, a, b, c, ip, out, t):
 
 @njit(inline="always")
 def _push_min(hd, hi, size, d, v):
+    """Add (d, v) to a min-heap of ``size`` entries (the results heap holds -distance)."""
     i = size
     while i > 0:
         p = (i - 1) >> 1
@@ -183,41 +184,6 @@ def _pop_min(hd, hi, size):
         if c + 1 < size and hd[c + 1] < hd[c]:
             c += 1
         if hd[c] >= d:
-            break
-        hd[i] = hd[c]
-        hi[i] = hi[c]
-        i = c
-    hd[i] = d
-    hi[i] = v
-
-
-@njit(inline="always")
-def _push_max(hd, hi, size, d, v):
-    i = size
-    while i > 0:
-        p = (i - 1) >> 1
-        if hd[p] >= d:
-            break
-        hd[i] = hd[p]
-        hi[i] = hi[p]
-        i = p
-    hd[i] = d
-    hi[i] = v
-
-
-@njit(inline="always")
-def _pop_max(hd, hi, size):
-    size -= 1
-    d = hd[size]
-    v = hi[size]
-    i = 0
-    while True:
-        c = 2 * i + 1
-        if c >= size:
-            break
-        if c + 1 < size and hd[c + 1] > hd[c]:
-            c += 1
-        if hd[c] <= d:
             break
         hd[i] = hd[c]
         hi[i] = hi[c]
@@ -273,7 +239,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
     lower = inf
     visited[cur] = tag
     if mode == 0 or allowed[cur]:
-        _push_max(rd, ri, rs, dcur, cur)
+        _push_min(rd, ri, rs, -dcur, cur)      # results: a min-heap of -distance
         rs = 1
         lower = dcur
     _push_min(cd, ci, cs, dcur, cur)
@@ -348,17 +314,17 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
                 _push_min(cd, ci, cs, d, v)
                 cs += 1
                 if mode != 1 or allowed[v]:
-                    _push_max(rd, ri, rs, d, v)
+                    _push_min(rd, ri, rs, -d, v)
                     rs += 1
                     if rs > ef:
-                        _pop_max(rd, ri, rs)
+                        _pop_min(rd, ri, rs)
                         rs -= 1
-                    lower = rd[0]
+                    lower = -rd[0]
     # results: drain the max-heap from the back
     for t in range(rs - 1, -1, -1):
-        d = rd[0]
+        d = -rd[0]
         v = ri[0]
-        _pop_max(rd, ri, t + 1)
+        _pop_min(rd, ri, t + 1)
         if t < kk:
             out_d[t] = -d if ip else d
             out_i[t] = v

@@ -137,6 +137,16 @@ def resolve_params(kind: str, given: dict[str, Any]) -> dict[str, Any]:
 _CHECKED: dict[tuple, bool] = {}   # typed params seen valid (searches repeat the same few)
 
 
+def _typed_key(params: dict) -> tuple | None:
+    """A cache key for per-call params, with the types (16.0 == 16 == True); None if unhashable."""
+    try:
+        key = tuple((n, type(v), v) for n, v in params.items())
+        hash(key)
+        return key
+    except TypeError:
+        return None
+
+
 def check_search_params(params: dict | None) -> dict:
     """Validate per-call search params (names and values) against every index type's search
     parameters; returns a copy. A name a given index does not use is ignored there."""
@@ -144,12 +154,9 @@ def check_search_params(params: dict | None) -> dict:
         return {}
     if not isinstance(params, dict):
         raise InvalidArgument(f"search params must be a dict, got {type(params).__name__}")
-    try:
-        key = tuple((n, type(v), v) for n, v in params.items())   # 16.0 == 16 == True: types too
-        if key in _CHECKED:
-            return dict(params)
-    except TypeError:          # unhashable values: checked below, not remembered
-        key = None
+    key = _typed_key(params)
+    if key is not None and key in _CHECKED:
+        return dict(params)
     unknown = sorted(set(params) - SEARCH_PARAMS)
     if unknown:
         raise InvalidArgument(f"unknown search parameter(s) {', '.join(map(repr, unknown))}; "
@@ -382,7 +389,7 @@ class VectorIndex(abc.ABC):
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InvalidArgument(f"k must be a positive integer, got {k!r}")
         k = int(k)
-        p = self.search_params(params) if params else self.params
+        p = self.search_params(params)
         n = self.ntotal
         count = n
         if allowed is not None:
@@ -406,14 +413,11 @@ class VectorIndex(abc.ABC):
     def search_params(self, params: dict | None) -> dict[str, Any]:
         """This index's search params overlaid with the applicable entries of ``params``."""
         if not params:
-            return dict(self.params)
-        try:
-            key = tuple((n, type(v), v) for n, v in params.items())   # 16.0 == 16 == True: types too
-            hit = self._resolved.get(key)
-        except TypeError:                       # not hashable
-            key = hit = None
+            return self.params                  # shared: callers do not mutate it
+        key = _typed_key(params)
+        hit = None if key is None else self._resolved.get(key)
         if hit is not None:
-            return hit                          # validated before; callers do not mutate it
+            return hit                          # validated before; shared like self.params
         out = dict(self.params)
         check_search_params(params)
         spec = PARAMS[self.kind]

@@ -36,12 +36,16 @@ as on the CPU. Scores may differ from the CPU kernel's in the last bits (summati
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
+import warnings
 
 import numpy as np
 
 from vecdb.errors import Unavailable
+
+log = logging.getLogger("vecdb.index")
 
 __all__ = ["gpu_available", "gpu_description", "GpuExact", "TorchExact", "KMAX", "GPU_MIN_QUERIES",
            "device_backend", "device_exact"]
@@ -341,8 +345,6 @@ class TorchExact:
     """
 
     def __init__(self, vectors: np.ndarray, metric: str, device: str = "cuda"):
-        import warnings
-
         import torch
         if metric not in ("ip", "l2"):
             raise ValueError(f"metric must be 'ip' or 'l2', not {metric!r}")
@@ -420,10 +422,9 @@ def device_backend() -> tuple[str | None, str]:
     """(backend, description): "torch" (cuBLAS) when torch sees a CUDA device, else "numba"
     (the fused kernel) when Numba CUDA does, else (None, why not). Checked once per process
     and logged; without an NVIDIA driver nothing is imported. ``VECDB_GPU=0`` turns it off."""
-    import logging
     backend, description = _choose_backend()
-    logging.getLogger("vecdb.index").log(logging.INFO if backend else logging.DEBUG,
-                                         "GPU exact search: %s", description if backend else f"off ({description})")
+    log.log(logging.INFO if backend else logging.DEBUG,
+            "GPU exact search: %s", description if backend else f"off ({description})")
     return backend, description
 
 
@@ -455,7 +456,5 @@ def device_exact(vectors: np.ndarray, metric: str):
         if backend == "numba":
             return GpuExact(vectors, metric)
     except Exception as e:      # out of device memory, driver trouble: the CPU serves
-        import logging
-        logging.getLogger("vecdb.index").warning("GPU exact search unavailable for %d rows: %s",
-                                                 len(vectors), e)
+        log.warning("GPU exact search unavailable for %d rows: %s", len(vectors), e)
     return None

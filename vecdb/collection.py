@@ -253,8 +253,7 @@ class Collection:
                 s, r = exact_search(sub_vectors, q, k, kernel_metric, sub_alive)
                 rows = np.where(r >= 0, sub_rows[np.maximum(r, 0)], -1)
             elif plan.strategy == "exact":
-                gpu = (seg.device_exact(kernel_metric) if seg is not None and len(q) >= GPU_MIN_QUERIES
-                       and device_backend()[0] else None)
+                gpu = seg.device_exact(kernel_metric) if seg is not None and len(q) >= GPU_MIN_QUERIES else None
                 if gpu is not None:
                     s, rows = gpu.search(q, k, allowed)
                     plan = replace(plan, reason=f"{plan.reason}; on the GPU")

@@ -378,10 +378,11 @@ class VectorIndex(abc.ABC):
 
     # ---- searching
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
-               params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+               params: dict | None = None, *, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows per query, best first: scores (q, k) float32, rows (q, k) int64 (-1 pads).
 
-        ``allowed``: optional bool mask (ntotal,) of the rows that may be returned.
+        ``allowed``: optional bool mask (ntotal,) of the rows that may be returned; ``count``:
+        its number of True entries where the caller already knows it (saves a pass over it).
         ``params``: per-call search params (ef, nprobe, rescore, filter_widen, exact_fallback);
         names that do not apply to this index type are ignored, unknown names raise.
         """
@@ -391,13 +392,14 @@ class VectorIndex(abc.ABC):
         k = int(k)
         p = self.search_params(params)
         n = self.ntotal
-        count = n
-        if allowed is not None:
+        if allowed is None:
+            count = n
+        else:
             allowed = np.asarray(allowed)
             if allowed.dtype != np.bool_ or allowed.shape != (n,):
                 raise InvalidArgument(f"allowed must be a bool mask of shape ({n},), "
                                       f"got {allowed.dtype} {allowed.shape}")
-            count = int(np.count_nonzero(allowed))
+            count = int(np.count_nonzero(allowed)) if count is None else count
             if count == n:
                 allowed = None
         if count == 0 or len(q) == 0:

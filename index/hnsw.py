@@ -15,6 +15,7 @@ __all__ = ["HNSWFlatIndex", "HNSWSQ8Index"]
 # costs at most 2x an unfiltered search and is faster.
 TWO_HOP_MIN = 0.08
 TWO_HOP_MAX = 0.5
+WALK, TWO_HOP, EXACT = 0, 1, 2          # filtered search kinds (_walk_kind)
 
 
 class HNSWFlatIndex(FaissIndex):
@@ -73,36 +74,44 @@ class HNSWFlatIndex(FaissIndex):
         if allowed is None or not p["filter_widen"]:
             D, I = self._graph(q, kk, ef, allowed)
             return self._rescore(q, I, k) if rescore else (D, I)   # already padded like vecdb
-        nq = len(q)
         s = count / self.ntotal
+        if s * ef < kk:               # no post-filter: every query walks the same way
+            return self._walk(q, k, kk, ef, allowed, self._walk_kind(s, ef, count), rescore)
+        nq = len(q)
         scores, rows = pad(nq, k, self.metric)
-        rest = np.arange(nq)
-        local = np.full(nq, s)
-        if s * ef >= kk:                                    # 1. post-filter
-            D, I = self._graph(q, ef, ef, None)
-            ok = (I >= 0) & allowed[np.maximum(I, 0)]
-            found = ok.sum(axis=1)
-            done = found >= kk
-            if done.any():
-                first = np.argsort(~ok[done], axis=1, kind="stable")[:, :kk]   # allowed, in order
-                scores[done], rows[done] = self._finish(
-                    q[done], k, np.take_along_axis(D[done], first, 1),
-                    np.take_along_axis(I[done], first, 1), rescore)
-            rest = np.flatnonzero(~done)
-            local = np.minimum(s, np.maximum(found, 1) / ef)
-        if len(rest):                                       # 2. filtered walks
-            m = self._build.get("m", self.params["m"])     # as built (the file's, once loaded)
-            ls = local[rest]
-            two = (ls >= TWO_HOP_MIN) & (ls < TWO_HOP_MAX)
-            exact = ~two & (ef / ls * m >= count)
-            for group, two_hop in ((rest[two], True), (rest[~two & ~exact], False)):
-                if len(group):
-                    D, I = self._graph(q[group], kk, ef, allowed, two_hop)
-                    scores[group], rows[group] = self._finish(q[group], k, D, I, rescore)
-            if exact.any():
-                e = rest[exact]
-                scores[e], rows[e] = self._exact(q[e], k, allowed)
+        D, I = self._graph(q, ef, ef, None)                 # 1. post-filter
+        ok = (I >= 0) & allowed[np.maximum(I, 0)]
+        found = ok.sum(axis=1)
+        done = found >= kk
+        if done.any():
+            first = np.argsort(~ok[done], axis=1, kind="stable")[:, :kk]   # allowed, in order
+            scores[done], rows[done] = self._finish(
+                q[done], k, np.take_along_axis(D[done], first, 1),
+                np.take_along_axis(I[done], first, 1), rescore)
+        rest = np.flatnonzero(~done)
+        local = np.minimum(s, np.maximum(found[rest], 1) / ef)
+        how = np.array([self._walk_kind(ls, ef, count) for ls in local.tolist()], dtype=np.int8)
+        for kind in np.unique(how).tolist():                # 2. filtered walks
+            group = rest[how == kind]
+            scores[group], rows[group] = self._walk(q[group], k, kk, ef, allowed, kind, rescore)
         return scores, rows
+
+    def _walk_kind(self, s: float, ef: int, count: int) -> int:
+        """How to search when ``s`` is the allowed share near the query: TWO_HOP, WALK or EXACT."""
+        if TWO_HOP_MIN <= s < TWO_HOP_MAX:
+            return TWO_HOP
+        if ef / s * self._build.get("m", self.params["m"]) >= count:     # m as built
+            return EXACT
+        return WALK
+
+    def _walk(self, q, k, kk, ef, allowed, kind, rescore):
+        """Filtered search of queries by one ``_walk_kind``; scores and rows (nq, k)."""
+        if kind == EXACT:
+            return self._exact(q, k, allowed)
+        D, I = self._graph(q, kk, ef, allowed, kind == TWO_HOP)
+        if rescore:
+            return self._rescore(q, I, k)
+        return D, I                                          # already padded like vecdb
 
     def memory_bytes(self) -> int:
         if self._index is None:

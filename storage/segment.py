@@ -178,21 +178,23 @@ class Segment:
             self._mask = (last, result)
         return result
 
-    def filter_mask(self, key, evaluate) -> np.ndarray:
-        """The row mask of filter ``key``, computed by ``evaluate()`` once and kept (LRU).
+    def filter_mask(self, key, evaluate) -> tuple[np.ndarray, int]:
+        """The row mask of filter ``key`` and its number of matches, computed by ``evaluate()``
+        once and kept (LRU).
 
         Rows never change in a sealed segment, so a filter's mask is reusable until the
         segment goes away; deletes are applied separately through ``alive_mask``.
         """
         cache = self._filter_masks
-        mask = cache.pop(key, None)
-        if mask is None:
+        hit = cache.pop(key, None)
+        if hit is None:
             mask = evaluate()
             mask.setflags(write=False)
+            hit = (mask, int(np.count_nonzero(mask)))
             while len(cache) >= FILTER_CACHE_ENTRIES:
                 cache.pop(next(iter(cache)))
-        cache[key] = mask           # most recently used last
-        return mask
+        cache[key] = hit            # most recently used last
+        return hit
 
     def filter_subset(self, key, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row numbers, contiguous copy of their vectors) of a selective filter, kept (LRU,

@@ -74,6 +74,11 @@ class Part:
     def table(self) -> pa.Table:
         return self.table_fn()
 
+    @cached_property
+    def n_alive(self) -> int:
+        """Rows visible to the view (counted once per view)."""
+        return len(self.vectors) if self.alive is None else int(np.count_nonzero(self.alive))
+
     def ids_at(self, rows) -> list:
         """The ids of ``rows`` (row numbers, any order, repeats allowed), as Python values."""
         if self.segment is not None:

@@ -151,7 +151,7 @@ class Collection:
         def matching(view: StoreView) -> list:
             doomed = []
             for part in view.parts():
-                mask = self._allowed(expr, part)
+                mask, _ = self._allowed(expr, part)
                 if mask is None:
                     doomed.extend(part.table().column(ID).to_pylist())
                 elif mask.any():
@@ -175,8 +175,7 @@ class Collection:
         view = self._store.view()
         total = 0
         for part in view.parts():
-            mask = self._allowed(expr, part)
-            total += len(part.vectors) if mask is None else int(mask.sum())
+            total += self._allowed(expr, part)[1]
         return total
 
     def get(self, ids: Sequence) -> list[Record]:
@@ -236,19 +235,18 @@ class Collection:
         results = []
         for i, part in enumerate(parts):
             t0 = time.perf_counter() if explain is not None else 0.0
-            allowed = self._allowed(expr, part)
-            n_allowed = len(part.vectors) if allowed is None else int(np.count_nonzero(allowed))
+            allowed, n_allowed = self._allowed(expr, part)
             seg = part.segment
             index = seg.index if seg is not None else None
             plan = plan_segment(len(part.vectors), n_allowed, k,
                                 seg.index_kind if seg is not None else None, index is not None, params,
                                 dim, None if index is None else params.get("ef", index.params.get("ef")))
             if plan.strategy == "index":
-                s, rows = index.search(q, k, allowed, params)
+                s, rows = index.search(q, k, allowed, params, count=n_allowed)
             elif (plan.strategy == "exact" and seg is not None and expr is not None
                   and n_allowed <= COMPACT_SCAN_SELECTIVITY * seg.n):
                 # selective filter: scan a cached compact copy of the matching rows
-                sub_rows, sub_vectors = seg.filter_subset(expr, self._filter_mask(expr, part))
+                sub_rows, sub_vectors = seg.filter_subset(expr, self._matches(expr, part)[0])
                 sub_alive = None if part.alive is None else part.alive[sub_rows]
                 s, r = exact_search(sub_vectors, q, k, kernel_metric, sub_alive)
                 rows = np.where(r >= 0, sub_rows[np.maximum(r, 0)], -1)
@@ -347,19 +345,23 @@ class Collection:
         return filters.compile(expression, self.schema, self.id_type)
 
     @staticmethod
-    def _allowed(expr, part: Part) -> np.ndarray | None:
-        """Rows of ``part`` alive and matching ``expr``; None means every row."""
+    def _allowed(expr, part: Part) -> tuple[np.ndarray | None, int]:
+        """Rows of ``part`` alive and matching ``expr`` (None means every row), and how many."""
         if expr is None:
-            return part.alive
-        mask = Collection._filter_mask(expr, part)
-        return mask if part.alive is None else mask & part.alive
+            return part.alive, part.n_alive
+        mask, count = Collection._matches(expr, part)
+        if part.alive is not None:
+            mask = mask & part.alive
+            count = None
+        return mask, int(np.count_nonzero(mask)) if count is None else count
 
     @staticmethod
-    def _filter_mask(expr, part: Part) -> np.ndarray:
-        """Rows of ``part`` matching ``expr`` (cached per sealed segment), deletes aside."""
+    def _matches(expr, part: Part) -> tuple[np.ndarray, int | None]:
+        """Rows of ``part`` matching ``expr``, deletes aside, and how many where known (both
+        cached per sealed segment)."""
         if part.segment is not None:
             return part.segment.filter_mask(expr, lambda: filters.evaluate(expr, part.table()))
-        return filters.evaluate(expr, part.table())
+        return filters.evaluate(expr, part.table()), None
 
     def _output_fields(self, output_fields, schema: dict[str, str] | None = None) -> list[str]:
         """The payload fields to return, checked against ``schema`` (default: the current one)."""

@@ -532,6 +532,7 @@ class FaissIndex(VectorIndex):
         super().__init__(dim, metric, **params)
         self._fdim = -(-self.dim // self.pad_to) * self.pad_to   # FAISS's d (once loaded: its own)
         self._index = None          # the FAISS index; None until trained / first add
+        self._ntotal = 0            # its ntotal, kept here: read on every search
         self._mapped = False        # loaded with IO_FLAG_MMAP_IFC (read-only memory map)
         self._path: Path | None = None
         self._build: dict[str, Any] = {}   # params resolved at build (nlist, m, nbits), saved
@@ -543,7 +544,7 @@ class FaissIndex(VectorIndex):
 
     @property
     def ntotal(self) -> int:
-        return 0 if self._index is None else int(self._index.ntotal)
+        return self._ntotal
 
     @property
     def is_trained(self) -> bool:
@@ -576,6 +577,7 @@ class FaissIndex(VectorIndex):
             self._index = self._new(len(vectors))
         if len(vectors):
             self._index.add(self._fx(vectors))
+            self._ntotal = int(self._index.ntotal)
 
     def _fx(self, x: np.ndarray) -> np.ndarray:
         """Rows as FAISS sees them: zero-padded to its d (a copy) where it is wider."""
@@ -626,6 +628,7 @@ class FaissIndex(VectorIndex):
         self._path = Path(path)
         if footer["payload_bytes"]:
             self._index, self._mapped = read_faiss(path, mmap)
+            self._ntotal = int(self._index.ntotal)
             if self._index.d not in (self.dim, self._fdim) or self._index.ntotal != len(v):
                 raise Corruption(f"index file {path}: FAISS payload does not match its footer")
             self._fdim = int(self._index.d)

@@ -65,7 +65,7 @@ class HNSWFlatIndex(FaissIndex):
     def _graph(self, q: np.ndarray, kk: int, ef: int, allowed: np.ndarray | None,
                two_hop: bool = False):
         """Graph search, (D, I) of width kk in FAISS's convention, beam ef, optional allow-list."""
-        return self._graph_searcher().search(q, kk, ef, allowed, two_hop)
+        return (self._searcher or self._graph_searcher()).search(q, kk, ef, allowed, two_hop)
 
     def _search(self, q, k, allowed, count, p):
         rescore = p.get("rescore", 0)

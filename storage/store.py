@@ -108,9 +108,9 @@ class StoreView:
     manifest: Manifest
     schema: pa.Schema = field(repr=False)      # id + payload columns
 
-    def parts(self) -> list[Part]:
+    def parts(self) -> tuple[Part, ...]:
         """The searchable parts: each sealed segment, then the memtable prefix if not empty."""
-        return list(self._parts)
+        return self._parts
 
     @cached_property
     def _parts(self) -> tuple[Part, ...]:

@@ -222,7 +222,7 @@ class Collection:
         hits = self._hits(parts, scores, keys, fields)
         return (hits, plan) if explain else hits
 
-    def _search_parts(self, parts: list[Part], q: np.ndarray, k: int, expr, params: dict,
+    def _search_parts(self, parts: Sequence[Part], q: np.ndarray, k: int, expr, params: dict,
                       explain: list | None, m=None):
         """Plan and search each part, then merge best-first; appends each plan to ``explain``.
 
@@ -274,19 +274,17 @@ class Collection:
             return keyed[0]
         return merge_topk(keyed, k, higher_is_better=kernel_metric == "ip")
 
-    def _hits(self, parts: list[Part], scores: np.ndarray, keys: np.ndarray, fields: list[str]) -> list[list[Hit]]:
+    def _hits(self, parts: Sequence[Part], scores: np.ndarray, keys: np.ndarray, fields: list[str]) -> list[list[Hit]]:
         """Hits per query: the leading valid keys of each row, their ids and payload fields
         gathered part by part in one vectorised lookup each."""
         nq = len(keys)
         counts = None          # hits per query; None: k each
-        key_list = None        # flat_keys as Python ints, where at hand
-        if nq == 1:            # one query: plain Python beats numpy's per-call cost here
-            key_list = keys[0].tolist()
-            n = len(key_list)
-            if n and min(key_list) < 0:   # a row's hits end at its first pad
-                n = next(j for j, key in enumerate(key_list) if key < 0)
-                key_list = key_list[:n]
-            flat_keys, flat_scores = keys[0, :n], scores[0, :n]
+        if nq == 1:
+            row = keys[0]
+            n = len(row)
+            if n and row[n - 1] < 0:            # a row's hits end at its first pad
+                n = int(np.argmax(row < 0))
+            flat_keys, flat_scores = row[:n], scores[0, :n]
         else:
             valid = keys >= 0
             if valid.all():
@@ -306,7 +304,7 @@ class Collection:
             single = bool((part_of == first).all())
         if single:
             rows = flat_keys & ROW_MASK if first else flat_keys
-            ids = parts[first].ids_at(rows if first or key_list is None else key_list)
+            ids = parts[first].ids_at(rows)
             cols = parts[first].columns_at(fields, rows) if fields else []
         else:
             ids = [None] * n

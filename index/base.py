@@ -15,9 +15,10 @@ re-answers exactly any query that still came back short. Search params ``filter_
 and ``exact_fallback=False`` turn (1)+(2) and (3) off, for a planner that wants the raw index.
 
 Index file (one per segment, beside it): ``[payload][footer json][u32 LE json length][magic]``.
-The payload is FAISS's own format (empty for the flat index); the footer (the "header" of this
-file kind, at the end so FAISS can memory-map the payload from offset 0) names the format
-version, kind, dim, metric, ntotal and resolved build params, and is checked on load.
+The payload is FAISS's own format (empty for the flat index; HNSW-Flat stores its graph arrays
+alone, see ``index/hnsw.py``); the footer (the "header" of this file kind, at the end so the
+payload can be memory-mapped from offset 0) names the format version, kind, dim, metric,
+ntotal and resolved build params, and is checked on load.
 """
 from __future__ import annotations
 

@@ -2,10 +2,14 @@
 (``hnsw_sq8``), searched by the Numba beam search of ``index/graph.py``."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, ClassVar
+
 import numpy as np
 
-from vecdb.index.base import FaissIndex, _faiss, pad
-from vecdb.index.graph import GraphSearcher, graph_of
+from vecdb.errors import Corruption
+from vecdb.index.base import FaissIndex, _faiss, pad, read_footer, write_index_file
+from vecdb.index.graph import Graph, GraphSearcher, graph_of
 
 __all__ = ["HNSWFlatIndex", "HNSWSQ8Index"]
 
@@ -16,6 +20,11 @@ __all__ = ["HNSWFlatIndex", "HNSWSQ8Index"]
 TWO_HOP_MIN = 0.08
 TWO_HOP_MAX = 0.5
 WALK, TWO_HOP, EXACT = 0, 1, 2          # filtered search kinds (_walk_kind)
+
+# A graph-only file holds FAISS's HNSW arrays raw, each 64-byte aligned (numpy dtypes; offsets
+# are FAISS's uint64, stored as int64); the footer's "graph" entry places them.
+_GRAPH_ARRAYS = (("neighbors", np.int32), ("offsets", np.int64), ("levels", np.int32),
+                 ("cum", np.int32), ("assign_probas", np.float64))
 
 
 class HNSWFlatIndex(FaissIndex):
@@ -34,13 +43,26 @@ class HNSWFlatIndex(FaissIndex):
     """
 
     kind = "hnsw"
+    # the file holds the graph alone: the float rows it is searched over are the segment's
+    # (FAISS's own format would store a second copy of them)
+    graph_only_file: ClassVar[bool] = True
 
     def __init__(self, dim: int, metric: str, **params):
         super().__init__(dim, metric, **params)
         self._searcher: GraphSearcher | None = None    # over the graph as last built / loaded
+        self._stored: Graph | None = None              # loaded from a graph-only file (no FAISS index)
+        self._levels: np.ndarray | None = None
+        self._probas: np.ndarray | None = None
+
+    @property
+    def is_trained(self) -> bool:
+        return self._stored is not None or super().is_trained
 
     def _add(self, vectors: np.ndarray) -> None:
         self._searcher = None          # FAISS may move its arrays; views are taken again
+        if self._stored is not None:   # grow a loaded graph: back into FAISS, with its rows
+            self._index, self._stored = self._faiss_from_stored(), None
+            self._mapped = False
         super()._add(vectors)
 
     def _graph_searcher(self) -> GraphSearcher:
@@ -49,9 +71,75 @@ class HNSWFlatIndex(FaissIndex):
             s = self._searcher = self._make_searcher()
         return s
 
+    def _graph_arrays(self) -> Graph:
+        return self._stored if self._stored is not None else graph_of(self._index)
+
     def _make_searcher(self) -> GraphSearcher:
         """Float rows straight from the segment (the same values FAISS stores)."""
-        return GraphSearcher(graph_of(self._index), self._vectors, self.metric)
+        return GraphSearcher(self._graph_arrays(), self._vectors, self.metric)
+
+    # ---- graph-only files
+    def save(self, path: str | Path) -> None:
+        if not self.graph_only_file or self.ntotal == 0:
+            return super().save(path)
+        g = self._graph_arrays()
+        if self._stored is None:
+            h = self._index.hnsw
+            levels, probas = _faiss().vector_to_array(h.levels), _faiss().vector_to_array(h.assign_probas)
+        else:
+            levels, probas = self._levels, self._probas
+        arrays = {"neighbors": g.neighbors, "offsets": g.offsets, "levels": levels, "cum": g.cum,
+                  "assign_probas": probas}
+        layout, end = {}, 0
+        for name, _ in _GRAPH_ARRAYS:
+            start = -(-end // 64) * 64
+            layout[name] = [start, len(arrays[name])]
+            end = start + arrays[name].nbytes
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                for name, dtype in _GRAPH_ARRAYS:
+                    f.seek(layout[name][0])
+                    f.write(memoryview(np.ascontiguousarray(arrays[name], dtype)))
+                f.truncate(end)
+
+        footer = {**self._footer(), "build": self._build,
+                  "graph": {"entry": int(g.entry), "max_level": int(g.max_level), "arrays": layout}}
+        write_index_file(path, footer, write)
+
+    @classmethod
+    def load(cls, path: str | Path, vectors: np.ndarray, dim: int, metric: str, *,
+             mmap: bool = True, **params: Any) -> "HNSWFlatIndex":
+        footer = read_footer(path)
+        if "graph" not in footer:          # FAISS's format (and files written before graph-only)
+            return super().load(path, vectors, dim, metric, mmap=mmap, **params)
+        self, footer, v = cls._check_file(path, vectors, dim, metric, params)
+        self._build = dict(footer.get("build") or {})
+        self._path = Path(path)
+        arrays = _read_graph(path, footer, len(v), mmap)
+        self._levels, self._probas = arrays["levels"], arrays["assign_probas"]
+        self._stored = Graph(arrays["neighbors"], arrays["offsets"], arrays["cum"],
+                             footer["graph"]["entry"], footer["graph"]["max_level"], arrays)
+        self._ntotal = len(v)
+        self._mapped = mmap
+        self._vectors = v
+        return self
+
+    def _faiss_from_stored(self):
+        """A FAISS index holding the loaded graph and the segment's rows (to add to it)."""
+        f = _faiss()
+        g = self._stored
+        index = f.IndexHNSWFlat(self._fdim, self._build.get("m", self.params["m"]), self.faiss_metric)
+        index.hnsw.efConstruction = self._build.get("ef_construction", self.params["ef_construction"])
+        index.storage.add(self._fx(self._vectors[:self.ntotal]))
+        h = index.hnsw
+        for a, vec in ((g.neighbors, h.neighbors), (g.offsets.view(np.uint64), h.offsets),
+                       (self._levels, h.levels), (g.cum, h.cum_nneighbor_per_level),
+                       (self._probas, h.assign_probas)):
+            f.copy_array_to_vector(np.ascontiguousarray(a), vec)
+        h.entry_point, h.max_level = g.entry, g.max_level
+        index.ntotal = self.ntotal
+        return index
 
     def _new(self, n: int):
         index = _faiss().IndexHNSWFlat(self._fdim, self.params["m"], self.faiss_metric)
@@ -114,15 +202,49 @@ class HNSWFlatIndex(FaissIndex):
         return D, I                                          # already padded like vecdb
 
     def memory_bytes(self) -> int:
-        if self._index is None:
+        if self.ntotal == 0:
             return 0
-        h = self._index.hnsw
-        graph = (h.neighbors.size() * 4 + h.levels.size() * 4 + h.offsets.size() * 8
-                 + h.assign_probas.size() * 8 + h.cum_nneighbor_per_level.size() * 4)
+        g = self._graph_arrays()
+        levels = self._levels.nbytes if self._stored is not None else self._index.hnsw.levels.size() * 4
+        graph = g.neighbors.nbytes + g.offsets.nbytes + g.cum.nbytes + levels
         return int(graph + self._storage_bytes())
 
     def _storage_bytes(self) -> int:
+        """FAISS's copy of the rows while the index is FAISS's (built, not yet saved and
+        reloaded); a graph-only index searches the segment's rows and holds none."""
+        if self._index is None:
+            return 0
         return int(_faiss().downcast_index(self._index.storage).codes.size())
+
+
+def _read_graph(path: str | Path, footer: dict, n: int, mmap: bool) -> dict[str, np.ndarray]:
+    """The arrays of a graph-only file (memory-mapped), checked so that a damaged file is
+    Corruption rather than a walk out of bounds."""
+    layout = footer["graph"].get("arrays", {})
+    arrays = {}
+    for name, dtype in _GRAPH_ARRAYS:
+        try:
+            start, count = (int(x) for x in layout[name])
+        except (KeyError, TypeError, ValueError):
+            raise Corruption(f"index file {path}: graph array {name!r} is not described") from None
+        if start < 0 or count < 0 or start + count * np.dtype(dtype).itemsize > footer["payload_bytes"]:
+            raise Corruption(f"index file {path}: graph array {name!r} lies outside the payload")
+        if mmap and count:
+            arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=start, shape=(count,))
+        else:
+            arrays[name] = np.fromfile(path, dtype=dtype, count=count, offset=start)
+    nb, off, levels, cum = arrays["neighbors"], arrays["offsets"], arrays["levels"], arrays["cum"]
+    entry, max_level = footer["graph"].get("entry"), footer["graph"].get("max_level")
+    ok = (len(off) == n + 1 and len(levels) == n and len(cum) >= 2 and n > 0
+          and cum[0] == 0 and bool((np.diff(cum) >= 0).all())
+          and isinstance(entry, int) and 0 <= entry < n and isinstance(max_level, int)
+          and 0 <= max_level < len(cum) - 1)
+    ok = ok and off[0] == 0 and off[-1] == len(nb) and bool((levels >= 1).all()) and bool((levels < len(cum)).all())
+    ok = ok and bool((np.diff(off) == cum[levels]).all()) and levels[entry] == max_level + 1
+    ok = ok and (len(nb) == 0 or (int(nb.min()) >= -1 and int(nb.max()) < n))
+    if not ok:
+        raise Corruption(f"index file {path}: the HNSW graph is damaged (sizes or neighbour ids out of range)")
+    return arrays
 
 
 class HNSWSQ8Index(HNSWFlatIndex):
@@ -134,6 +256,7 @@ class HNSWSQ8Index(HNSWFlatIndex):
 
     kind = "hnsw_sq8"
     pad_to = 8
+    graph_only_file = False        # the codes it walks live in FAISS's file
 
     def _new(self, n: int):
         f = _faiss()

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from vecdb.index.base import make_index
+from vecdb.index.base import load_index, make_index
 
 log = logging.getLogger("vecdb.storage")
 
@@ -145,6 +145,8 @@ class IndexBuilder:
                     raise _Stopped()
             index.build(seg.vectors, progress=progress)
             index.save(self._dir / name)
+            # serve what a reopen will: the file, mapped (it holds no second copy of the rows)
+            index = load_index(self._dir / name, config, seg.vectors, self._dim, self._metric)
             st.memory_bytes = index.memory_bytes()
             st.seconds = time.perf_counter() - st.started
             if self._install(seg, config, index, name):

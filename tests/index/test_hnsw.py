@@ -1,0 +1,142 @@
+"""HNSW-Flat index files: the graph alone (the rows stay in the segment), FAISS-format files
+from before still load, and a damaged graph is Corruption, never a walk out of bounds."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vecdb.errors import Corruption
+from vecdb.index.base import FaissIndex, load_index, make_index, read_footer
+from vecdb.index.hnsw import HNSWFlatIndex
+
+N, D = 600, 24
+
+
+def _data(metric="l2", seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, D)).astype(np.float32)
+    if metric == "ip":
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x.setflags(write=False)
+    return x, np.ascontiguousarray(x[:20] + 0.05 * rng.standard_normal((20, D)).astype(np.float32))
+
+
+def _built(metric="l2", m=8):
+    x, q = _data(metric)
+    index = make_index({"type": "hnsw", "m": m, "ef_construction": 40}, D, metric)
+    index.build(x)
+    return index, x, q
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_file_holds_the_graph_not_the_rows(metric, tmp_path):
+    index, x, q = _built(metric)
+    expect = index.search(q, 10)
+    index.save(tmp_path / "g.idx")
+    FaissIndex.save(index, tmp_path / "faiss.idx")          # FAISS's format: graph + a copy of the rows
+    footer = read_footer(tmp_path / "g.idx")
+    assert "graph" in footer
+    saved = (tmp_path / "faiss.idx").stat().st_size - (tmp_path / "g.idx").stat().st_size
+    assert saved > x.nbytes - 1024                           # the copy of the rows is gone
+    loaded = load_index(tmp_path / "g.idx", {"type": "hnsw"}, x, D, metric)
+    assert loaded.mapped and loaded._index is None           # no FAISS index behind it
+    got = loaded.search(q, 10)
+    np.testing.assert_array_equal(got[1], expect[1])
+    np.testing.assert_array_equal(got[0], expect[0])
+    assert loaded.memory_bytes() < index.memory_bytes() - x.nbytes + 4096
+    loaded.save(tmp_path / "again.idx")                      # a loaded graph saves the same bytes
+    assert (tmp_path / "again.idx").read_bytes() == (tmp_path / "g.idx").read_bytes()
+
+
+def test_faiss_format_file_still_loads_and_grows(tmp_path):
+    index, x, q = _built()
+    FaissIndex.save(index, tmp_path / "old.idx")             # as written before graph-only files
+    loaded = load_index(tmp_path / "old.idx", {"type": "hnsw"}, x, D, "l2")
+    assert loaded._index is not None
+    np.testing.assert_array_equal(loaded.search(q, 10)[1], index.search(q, 10)[1])
+
+
+def test_loaded_graph_grows_like_the_built_one(tmp_path):
+    """Adding to a loaded graph rebuilds the FAISS index from the file and the segment rows:
+    the result equals adding to the index that was never saved."""
+    index, x, q = _built()
+    index.save(tmp_path / "g.idx")
+    loaded = load_index(tmp_path / "g.idx", {"type": "hnsw"}, x, D, "l2")
+    more = np.random.default_rng(5).standard_normal((50, D)).astype(np.float32)
+    index.add(more)
+    loaded.add(more)
+    assert loaded.ntotal == index.ntotal == N + 50 and not loaded.mapped
+    np.testing.assert_array_equal(loaded.search(more[:10], 5)[1], index.search(more[:10], 5)[1])
+    np.testing.assert_array_equal(loaded.search(q, 10)[1], index.search(q, 10)[1])
+
+
+def _payload(path):
+    footer = read_footer(path)
+    return footer, bytearray(path.read_bytes())
+
+
+def _poke(tmp_path, name, value, at=0):
+    """The saved file with element ``at`` of graph array ``name`` set to ``value``."""
+    index, x, _ = _built()
+    path = tmp_path / "g.idx"
+    index.save(path)
+    footer, data = _payload(path)
+    start, _ = footer["graph"]["arrays"][name]
+    dtype = dict(HNSW_ARRAYS)[name]
+    data[start + at * dtype.itemsize:start + (at + 1) * dtype.itemsize] = np.array([value], dtype).tobytes()
+    bad = tmp_path / f"bad-{name}.idx"
+    bad.write_bytes(bytes(data))
+    return bad, x
+
+
+HNSW_ARRAYS = [("neighbors", np.dtype(np.int32)), ("offsets", np.dtype(np.int64)),
+               ("levels", np.dtype(np.int32)), ("cum", np.dtype(np.int32))]
+
+
+@pytest.mark.parametrize("name, value, at", [
+    ("neighbors", N, 3),            # a neighbour id past the last row
+    ("neighbors", -7, 0),           # below the -1 padding
+    ("offsets", 5, 1),              # a list that does not match its node's levels
+    ("offsets", 1, 0),              # not starting at 0
+    ("levels", 0, 4),               # a node on no level
+    ("levels", 99, 4),              # a node above the top level
+    ("cum", 3, 0),
+])
+def test_damaged_graph_is_corruption(name, value, at, tmp_path):
+    bad, x = _poke(tmp_path, name, value, at)
+    with pytest.raises(Corruption):
+        load_index(bad, {"type": "hnsw", "m": 8, "ef_construction": 40}, x, D, "l2")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=6))
+def test_random_damage_never_crashes_a_search(flips, tmp_path_factory):
+    """Bytes of the graph overwritten at random: the file either loads and every search stays
+    in bounds (valid row numbers), or it is Corruption."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    index, x, q = _built()
+    path = tmp / "g.idx"
+    index.save(path)
+    footer, data = _payload(path)
+    for where, byte in flips:
+        data[int(where * footer["payload_bytes"])] = byte
+    path.write_bytes(bytes(data))
+    try:
+        loaded = load_index(path, {"type": "hnsw", "m": 8, "ef_construction": 40}, x, D, "l2")
+    except Corruption:
+        return
+    allowed = np.arange(N) % 3 == 0
+    for a in (None, allowed):
+        s, rows = loaded.search(q, 10, a, params={"exact_fallback": False})
+        assert ((rows >= -1) & (rows < N)).all()
+        if a is not None:
+            assert allowed[rows[rows >= 0]].all()
+
+
+def test_sq8_keeps_faiss_format(tmp_path):
+    x, _ = _data()
+    index = make_index({"type": "hnsw_sq8", "m": 8, "ef_construction": 40}, D, "l2")
+    index.build(x)
+    index.save(tmp_path / "s.idx")
+    assert "graph" not in read_footer(tmp_path / "s.idx")     # the codes it walks are FAISS's
+    assert isinstance(index, HNSWFlatIndex) and not index.graph_only_file

@@ -242,6 +242,14 @@ def _read_graph(path: str | Path, footer: dict, n: int, mmap: bool) -> dict[str,
     ok = ok and off[0] == 0 and off[-1] == len(nb) and bool((levels >= 1).all()) and bool((levels < len(cum)).all())
     ok = ok and bool((np.diff(off) == cum[levels]).all()) and levels[entry] == max_level + 1
     ok = ok and (len(nb) == 0 or (int(nb.min()) >= -1 and int(nb.max()) < n))
+    for level in range(1, len(cum) - 1):       # a neighbour on level l lives on level l too
+        if not ok:
+            break
+        nodes = np.flatnonzero(levels > level)
+        if len(nodes) == 0:
+            break
+        ids = nb[(off[nodes, None] + cum[level] + np.arange(cum[level + 1] - cum[level])).ravel()]
+        ok = bool((levels[ids[ids >= 0]] > level).all())
     if not ok:
         raise Corruption(f"index file {path}: the HNSW graph is damaged (sizes or neighbour ids out of range)")
     return arrays

@@ -140,3 +140,25 @@ def test_sq8_keeps_faiss_format(tmp_path):
     index.save(tmp_path / "s.idx")
     assert "graph" not in read_footer(tmp_path / "s.idx")     # the codes it walks are FAISS's
     assert isinstance(index, HNSWFlatIndex) and not index.graph_only_file
+
+
+def test_upper_level_neighbour_below_its_level_is_corruption(tmp_path):
+    """The descent reads a neighbour's list on the level it was reached at: a neighbour that
+    does not live on that level would send it past the node's lists."""
+    index, x, _ = _built()
+    path = tmp_path / "g.idx"
+    index.save(path)
+    footer, data = _payload(path)
+    arrays = footer["graph"]["arrays"]
+
+    def read(name, dtype):
+        start, count = arrays[name]
+        return np.frombuffer(bytes(data[start:start + count * np.dtype(dtype).itemsize]), dtype)
+    levels, off, cum = read("levels", np.int32), read("offsets", np.int64), read("cum", np.int32)
+    node = int(np.flatnonzero(levels >= 2)[0])
+    low = int(np.flatnonzero(levels == 1)[0])
+    at = arrays["neighbors"][0] + 4 * int(off[node] + cum[1])      # its first level-1 neighbour
+    data[at:at + 4] = np.array([low], np.int32).tobytes()
+    path.write_bytes(bytes(data))
+    with pytest.raises(Corruption):
+        load_index(path, {"type": "hnsw", "m": 8, "ef_construction": 40}, x, D, "l2")

@@ -135,7 +135,17 @@ def resolve_params(kind: str, given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_CHECKED: dict[tuple, bool] = {}   # typed params seen valid (searches repeat the same few)
+class SearchParams(dict):
+    """Per-call search params as ``check_search_params`` validated them, with the keys the
+    index and the planner cache on (computed once per distinct params, not per search).
+    Shared between searches: not to be mutated."""
+
+    __slots__ = ("key", "plan_key")
+
+
+_CHECKED: dict[tuple, SearchParams] = {}   # typed params seen valid (searches repeat the same few)
+_NO_PARAMS = SearchParams()
+_NO_PARAMS.key = _NO_PARAMS.plan_key = ()
 
 
 def _typed_key(params: dict) -> tuple | None:
@@ -148,16 +158,18 @@ def _typed_key(params: dict) -> tuple | None:
         return None
 
 
-def check_search_params(params: dict | None) -> dict:
+def check_search_params(params: dict | None) -> SearchParams:
     """Validate per-call search params (names and values) against every index type's search
-    parameters; returns a copy. A name a given index does not use is ignored there."""
+    parameters; returns them as a shared, read-only ``SearchParams``. A name a given index
+    does not use is ignored there."""
     if params is None:
-        return {}
+        return _NO_PARAMS
     if not isinstance(params, dict):
         raise InvalidArgument(f"search params must be a dict, got {type(params).__name__}")
     key = _typed_key(params)
-    if key is not None and key in _CHECKED:
-        return dict(params)
+    hit = None if key is None else _CHECKED.get(key)
+    if hit is not None:
+        return hit
     unknown = sorted(set(params) - SEARCH_PARAMS)
     if unknown:
         raise InvalidArgument(f"unknown search parameter(s) {', '.join(map(repr, unknown))}; "
@@ -165,9 +177,15 @@ def check_search_params(params: dict | None) -> dict:
     for name, value in params.items():
         spec = next(ps[name] for ps in PARAMS.values() if name in ps)
         _check_value("search", name, spec, value)
+    out = SearchParams(params)
+    out.key = key
+    try:
+        out.plan_key = tuple(sorted(params.items()))
+    except TypeError:
+        out.plan_key = None
     if key is not None and len(_CHECKED) < 1024:
-        _CHECKED[key] = True
-    return dict(params)
+        _CHECKED[key] = out
+    return out
 
 
 def _check_dim_metric(dim: Any, metric: Any) -> tuple[int, str]:
@@ -407,7 +425,7 @@ class VectorIndex(abc.ABC):
             return pad(len(q), k, self.metric)
         scores, rows = self._search(q, k, allowed, count, p)
         last = min(k, count) - 1                           # short rows are padded at the end
-        if p["exact_fallback"] and (rows[0, last] < 0 if len(q) == 1 else rows[:, last].min() < 0):
+        if p["exact_fallback"] and (rows.item(0, last) < 0 if len(q) == 1 else rows[:, last].min() < 0):
             short = rows[:, last] < 0
             if short.any():
                 scores[short], rows[short] = self._exact(q[short], k, allowed)
@@ -417,7 +435,7 @@ class VectorIndex(abc.ABC):
         """This index's search params overlaid with the applicable entries of ``params``."""
         if not params:
             return self.params                  # shared: callers do not mutate it
-        key = _typed_key(params)
+        key = params.key if type(params) is SearchParams else _typed_key(params)
         hit = None if key is None else self._resolved.get(key)
         if hit is not None:
             return hit                          # validated before; shared like self.params

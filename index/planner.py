@@ -65,7 +65,7 @@ def plan_segment(rows: int, allowed: int, k: int, index_kind: str | None, index_
     between calls: a Plan and its ``params`` are not to be mutated.
     """
     try:
-        frozen = tuple(sorted(params.items())) if params else ()
+        frozen = getattr(params, "plan_key", None) or (tuple(sorted(params.items())) if params else ())
         return _cached_plan(rows, allowed, k, index_kind, index_ready, frozen, dim, ef)
     except TypeError:          # unhashable param values (rejected elsewhere): plan uncached
         return _plan(rows, allowed, k, index_kind, index_ready, dict(params), dim, ef)

@@ -280,11 +280,11 @@ class Collection:
         nq = len(keys)
         counts = None          # hits per query; None: k each
         if nq == 1:
-            row = keys[0]
-            n = len(row)
-            if n and row[n - 1] < 0:            # a row's hits end at its first pad
-                n = int(np.argmax(row < 0))
-            flat_keys, flat_scores = row[:n], scores[0, :n]
+            flat_keys, flat_scores = keys.ravel(), scores.ravel()
+            n = len(flat_keys)
+            if n and flat_keys.item(n - 1) < 0:  # a row's hits end at its first pad
+                n = int(np.argmax(flat_keys < 0))
+                flat_keys, flat_scores = flat_keys[:n], flat_scores[:n]
         else:
             valid = keys >= 0
             if valid.all():

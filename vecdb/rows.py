@@ -21,6 +21,24 @@ INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 def as_vectors(vectors, dim: int, metric: str, what: str = "vectors") -> np.ndarray:
     """A C-contiguous (n, dim) float32 array, normalised for cosine. Copies only when needed."""
+    arr = vectors
+    if not (type(arr) is np.ndarray and arr.dtype == np.float32 and arr.ndim == 2    # as a search
+            and arr.shape[1] == dim and arr.flags.c_contiguous):                     # passes it
+        arr = _float_rows(vectors, dim, what)
+    if metric == "cosine":
+        out = np.empty_like(arr)           # new array: the caller's is untouched
+        bad, zero = _unit_rows(arr, out)
+    else:
+        out, bad, zero = arr, _first_nonfinite_row(arr), -1
+    if bad >= 0:
+        raise InvalidVector(f"{what} row {bad} holds NaN or infinity (or overflows float32)")
+    if zero >= 0:
+        raise InvalidVector(f"{what} row {zero} is all zeros: it has no direction for cosine")
+    return out
+
+
+def _float_rows(vectors, dim: int, what: str) -> np.ndarray:
+    """Any array-like (or Arrow list array) of numbers as C-contiguous (n, dim) float32."""
     if isinstance(vectors, (pa.Array, pa.ChunkedArray)):
         vectors = _arrow_vectors(vectors, dim, what)
     try:
@@ -38,16 +56,7 @@ def as_vectors(vectors, dim: int, metric: str, what: str = "vectors") -> np.ndar
     if arr.dtype != np.float32 or not arr.flags.c_contiguous:
         with np.errstate(over="ignore"):   # overflow to inf is reported just below
             arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if metric == "cosine":
-        out = np.empty_like(arr)           # new array: the caller's is untouched
-        bad, zero = _unit_rows(arr, out)
-    else:
-        out, bad, zero = arr, _first_nonfinite_row(arr), -1
-    if bad >= 0:
-        raise InvalidVector(f"{what} row {bad} holds NaN or infinity (or overflows float32)")
-    if zero >= 0:
-        raise InvalidVector(f"{what} row {zero} is all zeros: it has no direction for cosine")
-    return out
+    return arr
 
 
 # One pass over the rows, in Numba: a query costs well under a microsecond here, where the

@@ -142,6 +142,11 @@ class SearchParams(dict):
 
     __slots__ = ("key", "plan_key")
 
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("SearchParams are shared between searches and cannot be changed; copy with dict()")
+
+    __setitem__ = __delitem__ = __ior__ = update = pop = popitem = setdefault = clear = _read_only
+
 
 _CHECKED: dict[tuple, SearchParams] = {}   # typed params seen valid (searches repeat the same few)
 _NO_PARAMS = SearchParams()
@@ -177,7 +182,7 @@ def check_search_params(params: dict | None) -> SearchParams:
     for name, value in params.items():
         spec = next(ps[name] for ps in PARAMS.values() if name in ps)
         _check_value("search", name, spec, value)
-    out = SearchParams(params)
+    out = SearchParams(params)             # dict's constructor, not the blocked update()
     out.key = key
     try:
         out.plan_key = tuple(sorted(params.items()))

@@ -61,6 +61,8 @@ class HNSWFlatIndex(FaissIndex):
     def _add(self, vectors: np.ndarray) -> None:
         self._searcher = None          # FAISS may move its arrays; views are taken again
         if self._stored is not None:   # grow a loaded graph: back into FAISS, with its rows
+            if len(vectors) == 0:
+                return
             self._index, self._stored = self._faiss_from_stored(), None
             self._mapped = False
         super()._add(vectors)
@@ -113,6 +115,8 @@ class HNSWFlatIndex(FaissIndex):
         footer = read_footer(path)
         if "graph" not in footer:          # FAISS's format (and files written before graph-only)
             return super().load(path, vectors, dim, metric, mmap=mmap, **params)
+        if not cls.graph_only_file or not isinstance(footer["graph"], dict):
+            raise Corruption(f"index file {path}: a {cls.kind} index has no graph-only form")
         self, footer, v = cls._check_file(path, vectors, dim, metric, params)
         self._build = dict(footer.get("build") or {})
         self._path = Path(path)
@@ -236,8 +240,8 @@ def _read_graph(path: str | Path, footer: dict, n: int, mmap: bool) -> dict[str,
     nb, off, levels, cum = arrays["neighbors"], arrays["offsets"], arrays["levels"], arrays["cum"]
     entry, max_level = footer["graph"].get("entry"), footer["graph"].get("max_level")
     ok = (len(off) == n + 1 and len(levels) == n and len(cum) >= 2 and n > 0
-          and cum[0] == 0 and bool((np.diff(cum) >= 0).all())
-          and isinstance(entry, int) and 0 <= entry < n and isinstance(max_level, int)
+          and cum[0] == 0 and bool((np.diff(cum.astype(np.int64)) >= 0).all())
+          and type(entry) is int and 0 <= entry < n and type(max_level) is int
           and 0 <= max_level < len(cum) - 1)
     ok = ok and off[0] == 0 and off[-1] == len(nb) and bool((levels >= 1).all()) and bool((levels < len(cum)).all())
     ok = ok and bool((np.diff(off) == cum[levels]).all()) and levels[entry] == max_level + 1

@@ -282,7 +282,7 @@ class Collection:
         if nq == 1:
             flat_keys, flat_scores = keys.ravel(), scores.ravel()
             n = len(flat_keys)
-            if n and flat_keys.item(n - 1) < 0:  # a row's hits end at its first pad
+            if n and flat_keys.item(n - 1) < 0:  # short: hits end at the first pad (pads trail)
                 n = int(np.argmax(flat_keys < 0))
                 flat_keys, flat_scores = flat_keys[:n], flat_scores[:n]
         else:

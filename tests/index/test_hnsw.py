@@ -57,8 +57,9 @@ def test_faiss_format_file_still_loads_and_grows(tmp_path):
 
 
 def test_loaded_graph_grows_like_the_built_one(tmp_path):
-    """Adding to a loaded graph rebuilds the FAISS index from the file and the segment rows:
-    the result equals adding to the index that was never saved."""
+    """Adding to a loaded graph rebuilds the FAISS index from the file and the segment rows;
+    searches then agree with the index that was never saved (the new rows' levels are drawn
+    afresh, so the graphs need not be identical)."""
     index, x, q = _built()
     index.save(tmp_path / "g.idx")
     loaded = load_index(tmp_path / "g.idx", {"type": "hnsw"}, x, D, "l2")
@@ -162,3 +163,35 @@ def test_upper_level_neighbour_below_its_level_is_corruption(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(Corruption):
         load_index(path, {"type": "hnsw", "m": 8, "ef_construction": 40}, x, D, "l2")
+
+
+def test_damaged_footer_and_wrong_kind_are_corruption(tmp_path):
+    import json
+
+    from vecdb.index.base import write_index_file
+    index, x, _ = _built()
+    path = tmp_path / "g.idx"
+    index.save(path)
+    footer, data = _payload(path)
+    payload = bytes(data[:footer["payload_bytes"]])
+    meta = {k: v for k, v in footer.items() if k not in ("format", "version", "payload_bytes")}
+    for graph in (5, {**footer["graph"], "entry": True}, {**footer["graph"], "max_level": 1.0},
+                  {**footer["graph"], "arrays": {}}):
+        bad = tmp_path / "bad.idx"
+        write_index_file(bad, {**meta, "graph": json.loads(json.dumps(graph))},
+                         lambda tmp: open(tmp, "wb").write(payload))
+        with pytest.raises(Corruption):
+            load_index(bad, {"type": "hnsw", "m": 8, "ef_construction": 40}, x, D, "l2")
+    sq8 = tmp_path / "sq8.idx"                       # a graph-only file read as hnsw_sq8
+    write_index_file(sq8, {**meta, "kind": "hnsw_sq8"}, lambda tmp: open(tmp, "wb").write(payload))
+    with pytest.raises(Corruption):
+        load_index(sq8, {"type": "hnsw_sq8"}, x, D, "l2")
+
+
+def test_empty_add_keeps_a_loaded_graph_mapped(tmp_path):
+    index, x, q = _built()
+    index.save(tmp_path / "g.idx")
+    loaded = load_index(tmp_path / "g.idx", {"type": "hnsw"}, x, D, "l2")
+    before = loaded.memory_bytes()
+    loaded.add(np.empty((0, D), np.float32))
+    assert loaded.mapped and loaded.memory_bytes() == before and loaded.ntotal == N

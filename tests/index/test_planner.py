@@ -72,3 +72,18 @@ def test_bad_search_params(params):
 def test_good_search_params():
     assert check_search_params(None) == {}
     assert check_search_params({"ef": 64, "nprobe": 16, "rescore": 4}) == {"ef": 64, "nprobe": 16, "rescore": 4}
+
+
+def test_checked_search_params_are_shared_and_read_only():
+    given = {"ef": 64}
+    a = check_search_params(given)
+    given["ef"] = 8                                  # the caller's dict stays the caller's
+    assert a == {"ef": 64} and check_search_params({"ef": 64}) is a
+    for change in (lambda p: p.__setitem__("ef", 1), lambda p: p.update(ef=1), lambda p: p.pop("ef"),
+                   lambda p: p.clear(), lambda p: p.setdefault("nprobe", 1), lambda p: p.__delitem__("ef")):
+        with pytest.raises(TypeError):
+            change(a)
+        with pytest.raises(TypeError):
+            change(check_search_params(None))
+    assert a == {"ef": 64} and check_search_params(None) == {} and dict(a) == {"ef": 64}
+    assert check_search_params({"ef": 65}) == {"ef": 65}

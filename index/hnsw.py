@@ -2,6 +2,7 @@
 (``hnsw_sq8``), searched by the Numba beam search of ``index/graph.py``."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -10,14 +11,16 @@ import numpy as np
 from vecdb.errors import Corruption
 from vecdb.index.base import FaissIndex, _faiss, pad, read_footer, write_index_file
 from vecdb.index.graph import Graph, GraphSearcher, graph_of
+from vecdb.index.planner import graph_beam
 
 __all__ = ["HNSWFlatIndex", "HNSWSQ8Index"]
 
 # Two-hop filtered walks (bench.ann / tests: 0.5 M rows d=50 and 117k rows d=384): at 10-25 %
-# selectivity they ran 2-3x faster than walking every row at recall 0.96-0.98; under ~5 % the
-# two-hop lists thin out (recall 0.92 at 5 %, 0.83 at 2 %); above ~50 % walking every row
-# costs at most 2x an unfiltered search and is faster.
-TWO_HOP_MIN = 0.08
+# selectivity they ran 2-3x faster than walking every row at recall 0.96-0.98; from 2 % to
+# 10 % their beam widens (planner.graph_beam) and they run 3-15x faster than walking every row
+# at recall 0.95-0.97 (at 1 % recall stalls near 0.93: the planner scans below 2 %); above
+# ~50 % walking every row costs at most 2x an unfiltered search and is faster.
+TWO_HOP_MIN = 0.02
 TWO_HOP_MAX = 0.5
 WALK, TWO_HOP, EXACT = 0, 1, 2          # filtered search kinds (_walk_kind)
 
@@ -33,11 +36,14 @@ class HNSWFlatIndex(FaissIndex):
     With an allow-list the beam collects ``ef`` allowed rows (hnswlib's filtered search).
     With ``filter_widen`` (the default), per query:
     1. post-filter: when the ef nearest rows should hold k allowed ones (selectivity * ef >= k),
-       search without the filter; if k of the ef nearest are allowed they are the answer;
+       search the ef / sqrt(selectivity) nearest without the filter; if k of them are allowed
+       they are the answer;
     2. otherwise, with s the smaller of the global selectivity and the one seen among those ef
        nearest (a filter correlated with the query region shows up here):
        - TWO_HOP_MIN <= s < TWO_HOP_MAX: walk the allowed rows only, reaching them through
-         two hops of the graph (ACORN-1), so distances are computed for allowed rows alone;
+         two hops of the graph (ACORN-1), so distances are computed for allowed rows alone,
+         with a beam widened below 10 % (``planner.graph_beam``), unless a scan of the
+         allowed rows scores fewer;
        - otherwise walk every row keeping only allowed ones, which computes about ef * m / s
          distances, unless an exact scan of the allowed rows is as cheap.
     """
@@ -168,10 +174,14 @@ class HNSWFlatIndex(FaissIndex):
             return self._rescore(q, I, k) if rescore else (D, I)   # already padded like vecdb
         s = count / self.ntotal
         if s * ef < kk:               # no post-filter: every query walks the same way
-            return self._walk(q, k, kk, ef, allowed, self._walk_kind(s, ef, count), rescore)
+            return self._walk(q, k, kk, allowed, self._walk_kind(s, ef, count), rescore)
         nq = len(q)
         scores, rows = pad(nq, k, self.metric)
-        D, I = self._graph(q, ef, ef, None)                 # 1. post-filter
+        # 1. post-filter the nearest ef / sqrt(s): the k allowed rows sit about k / s deep, and
+        # a beam of ef alone lost recall there (WordNet, ef 32, 40-50 % allowed: 0.94-0.95
+        # against 0.96 unfiltered; ef / sqrt(s): 0.96-0.97 at 0.55-0.7x the unfiltered speed)
+        post = int(math.ceil(ef / math.sqrt(s)))
+        D, I = self._graph(q, post, post, None)
         ok = (I >= 0) & allowed[np.maximum(I, 0)]
         found = ok.sum(axis=1)
         done = found >= kk
@@ -181,26 +191,30 @@ class HNSWFlatIndex(FaissIndex):
                 q[done], k, np.take_along_axis(D[done], first, 1),
                 np.take_along_axis(I[done], first, 1), rescore)
         rest = np.flatnonzero(~done)
-        local = np.minimum(s, np.maximum(found[rest], 1) / ef)
-        how = np.array([self._walk_kind(ls, ef, count) for ls in local.tolist()], dtype=np.int8)
-        for kind in np.unique(how).tolist():                # 2. filtered walks
-            group = rest[how == kind]
-            scores[group], rows[group] = self._walk(q[group], k, kk, ef, allowed, kind, rescore)
+        local = np.minimum(s, np.maximum(found[rest], 1) / post)
+        how = [self._walk_kind(ls, ef, count) for ls in local.tolist()]
+        for walk in set(how):                               # 2. filtered walks
+            group = rest[[h == walk for h in how]]
+            scores[group], rows[group] = self._walk(q[group], k, kk, allowed, walk, rescore)
         return scores, rows
 
-    def _walk_kind(self, s: float, ef: int, count: int) -> int:
-        """How to search when ``s`` is the allowed share near the query: TWO_HOP, WALK or EXACT."""
+    def _walk_kind(self, s: float, ef: int, count: int) -> tuple[int, int]:
+        """(TWO_HOP, WALK or EXACT, beam) when ``s`` is the allowed share near the query."""
+        m = self._build.get("m", self.params["m"])        # as built (the file's, once loaded)
         if TWO_HOP_MIN <= s < TWO_HOP_MAX:
-            return TWO_HOP
-        if ef / s * self._build.get("m", self.params["m"]) >= count:     # m as built
-            return EXACT
-        return WALK
+            beam = graph_beam(ef, s)
+            # each expansion scores up to 2m allowed rows: past count, scan them instead
+            return (EXACT, ef) if beam * 2 * m >= count else (TWO_HOP, beam)
+        if ef / s * m >= count:
+            return EXACT, ef
+        return WALK, ef
 
-    def _walk(self, q, k, kk, ef, allowed, kind, rescore):
+    def _walk(self, q, k, kk, allowed, walk: tuple[int, int], rescore):
         """Filtered search of queries by one ``_walk_kind``; scores and rows (nq, k)."""
+        kind, beam = walk
         if kind == EXACT:
             return self._exact(q, k, allowed)
-        D, I = self._graph(q, kk, ef, allowed, kind == TWO_HOP)
+        D, I = self._graph(q, kk, beam, allowed, kind == TWO_HOP)
         if rescore:
             return self._rescore(q, I, k)
         return D, I                                          # already padded like vecdb

@@ -195,3 +195,29 @@ def test_empty_add_keeps_a_loaded_graph_mapped(tmp_path):
     before = loaded.memory_bytes()
     loaded.add(np.empty((0, D), np.float32))
     assert loaded.mapped and loaded.memory_bytes() == before and loaded.ntotal == N
+
+
+@pytest.mark.parametrize("selectivity", [0.05, 0.08, 0.7])
+def test_filtered_walks_keep_recall_with_the_widened_beam(selectivity, monkeypatch):
+    """Below 10 % a two-hop walk widens its beam (ef x 0.1 / s); above k / ef the nearest
+    ef / sqrt(s) are post-filtered: recall against the exact filtered answer stays high."""
+    rng = np.random.default_rng(3)
+    centers = rng.standard_normal((64, 16)).astype(np.float32) * 3
+    x = (centers[rng.integers(0, 64, 20_000)] + rng.standard_normal((20_000, 16))).astype(np.float32)
+    q = (centers[rng.integers(0, 64, 40)] + rng.standard_normal((40, 16))).astype(np.float32)
+    index = make_index({"type": "hnsw", "m": 8, "ef_construction": 40}, 16, "l2")
+    index.build(x)
+    allowed = rng.random(20_000) < selectivity
+    calls = []
+    inner = index._graph
+    monkeypatch.setattr(index, "_graph", lambda q_, kk, ef, a, two_hop=False:
+                        calls.append((ef, a is not None, two_hop)) or inner(q_, kk, ef, a, two_hop))
+    _, rows = index.search(q, 10, allowed, params={"ef": 16})
+    ids = np.flatnonzero(allowed)
+    truth = ids[np.argsort(((q[:, None] - x[ids][None]) ** 2).sum(-1), axis=1)[:, :10]]
+    recall = np.mean([len(set(r) & set(t)) / 10 for r, t in zip(rows.tolist(), truth.tolist())])
+    assert recall >= 0.9 and allowed[rows].all()
+    if selectivity < 0.1:
+        assert calls == [(int(np.ceil(16 * 0.1 / (allowed.sum() / 20_000))), True, True)]
+    else:
+        assert calls[0] == (int(np.ceil(16 / np.sqrt(allowed.sum() / 20_000))), False, False)

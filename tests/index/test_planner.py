@@ -87,3 +87,13 @@ def test_checked_search_params_are_shared_and_read_only():
             change(check_search_params(None))
     assert a == {"ef": 64} and check_search_params(None) == {} and dict(a) == {"ef": 64}
     assert check_search_params({"ef": 65}) == {"ef": 65}
+
+
+def test_graph_beam_widens_below_ten_percent():
+    from vecdb.index.planner import graph_beam
+    assert graph_beam(32, 1.0) == graph_beam(32, 0.1) == 32
+    assert graph_beam(32, 0.05) == 64 and graph_beam(32, 0.02) == 160
+    # the planner weighs the compact scan against the widened beam: 4 % of 1M rows at d=100
+    # (4M floats) beat a walk with ef 32 widened to 80, though not one of ef 32
+    assert plan_segment(1_000_000, 40_000, 10, "hnsw", True, {}, 100, 32).strategy == "exact"
+    assert plan_segment(1_000_000, 200_000, 10, "hnsw", True, {}, 100, 32).strategy == "index"

@@ -42,7 +42,7 @@ class Graph(NamedTuple):
     cum: np.ndarray           # int32, cumulative neighbours per level
     entry: int
     max_level: int
-    owner: object             # the FAISS index whose memory the views point into
+    owner: object             # what the views point into: the FAISS index, or a loaded file's arrays
 
 
 def _view(vec, dtype) -> np.ndarray:

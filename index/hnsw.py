@@ -56,9 +56,8 @@ class HNSWFlatIndex(FaissIndex):
     def __init__(self, dim: int, metric: str, **params):
         super().__init__(dim, metric, **params)
         self._searcher: GraphSearcher | None = None    # over the graph as last built / loaded
-        self._stored: Graph | None = None              # loaded from a graph-only file (no FAISS index)
-        self._levels: np.ndarray | None = None
-        self._probas: np.ndarray | None = None
+        self._stored: Graph | None = None   # loaded from a graph-only file (no FAISS index); its
+                                            # owner is the file's arrays by name
 
     @property
     def is_trained(self) -> bool:
@@ -95,7 +94,7 @@ class HNSWFlatIndex(FaissIndex):
             h = self._index.hnsw
             levels, probas = _faiss().vector_to_array(h.levels), _faiss().vector_to_array(h.assign_probas)
         else:
-            levels, probas = self._levels, self._probas
+            levels, probas = g.owner["levels"], g.owner["assign_probas"]
         arrays = {"neighbors": g.neighbors, "offsets": g.offsets, "levels": levels, "cum": g.cum,
                   "assign_probas": probas}
         layout, end = {}, 0
@@ -127,7 +126,6 @@ class HNSWFlatIndex(FaissIndex):
         self._build = dict(footer.get("build") or {})
         self._path = Path(path)
         arrays = _read_graph(path, footer, len(v), mmap)
-        self._levels, self._probas = arrays["levels"], arrays["assign_probas"]
         self._stored = Graph(arrays["neighbors"], arrays["offsets"], arrays["cum"],
                              footer["graph"]["entry"], footer["graph"]["max_level"], arrays)
         self._ntotal = len(v)
@@ -144,8 +142,8 @@ class HNSWFlatIndex(FaissIndex):
         index.storage.add(self._fx(self._vectors[:self.ntotal]))
         h = index.hnsw
         for a, vec in ((g.neighbors, h.neighbors), (g.offsets.view(np.uint64), h.offsets),
-                       (self._levels, h.levels), (g.cum, h.cum_nneighbor_per_level),
-                       (self._probas, h.assign_probas)):
+                       (g.owner["levels"], h.levels), (g.cum, h.cum_nneighbor_per_level),
+                       (g.owner["assign_probas"], h.assign_probas)):
             f.copy_array_to_vector(np.ascontiguousarray(a), vec)
         h.entry_point, h.max_level = g.entry, g.max_level
         index.ntotal = self.ntotal
@@ -223,7 +221,7 @@ class HNSWFlatIndex(FaissIndex):
         if self.ntotal == 0:
             return 0
         g = self._graph_arrays()
-        levels = self._levels.nbytes if self._stored is not None else self._index.hnsw.levels.size() * 4
+        levels = g.owner["levels"].nbytes if self._stored is not None else self._index.hnsw.levels.size() * 4
         graph = g.neighbors.nbytes + g.offsets.nbytes + g.cum.nbytes + levels
         return int(graph + self._storage_bytes())
 

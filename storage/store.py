@@ -79,14 +79,14 @@ class Part:
         """Rows visible to the view (counted once per view)."""
         return len(self.vectors) if self.alive is None else int(np.count_nonzero(self.alive))
 
-    def ids_at(self, rows) -> list:
-        """The ids of ``rows`` (row numbers, any order, repeats allowed), as Python values."""
+    def ids_at(self, rows: np.ndarray) -> list:
+        """The ids of ``rows`` (int64 row numbers, any order, repeats allowed), as Python values."""
         if self.segment is not None:
             ids = self.segment.id_array()
             if ids is not None:          # one gather, fresh ints: no walk over a big list
                 return ids[rows].tolist()
             ids = self.segment.id_list()
-            return [ids[r] for r in (rows.tolist() if isinstance(rows, np.ndarray) else rows)]
+            return [ids[r] for r in rows.tolist()]
         return self.table().column(ID).take(pa.array(rows, type=pa.int64())).to_pylist()
 
     def columns_at(self, fields: list[str], rows: np.ndarray) -> list[list]:

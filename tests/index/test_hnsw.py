@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from vecdb.errors import Corruption
 from vecdb.index.base import FaissIndex, load_index, make_index, read_footer
-from vecdb.index.hnsw import HNSWFlatIndex
+from vecdb.index.hnsw import _GRAPH_ARRAYS, HNSWFlatIndex
 
 N, D = 600, 24
 
@@ -83,15 +83,13 @@ def _poke(tmp_path, name, value, at=0):
     index.save(path)
     footer, data = _payload(path)
     start, _ = footer["graph"]["arrays"][name]
-    dtype = dict(HNSW_ARRAYS)[name]
+    dtype = np.dtype(dict(_GRAPH_ARRAYS)[name])
     data[start + at * dtype.itemsize:start + (at + 1) * dtype.itemsize] = np.array([value], dtype).tobytes()
     bad = tmp_path / f"bad-{name}.idx"
     bad.write_bytes(bytes(data))
     return bad, x
 
 
-HNSW_ARRAYS = [("neighbors", np.dtype(np.int32)), ("offsets", np.dtype(np.int64)),
-               ("levels", np.dtype(np.int32)), ("cum", np.dtype(np.int32))]
 
 
 @pytest.mark.parametrize("name, value, at", [

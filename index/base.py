@@ -36,7 +36,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from vecdb.errors import Corruption, DimensionMismatch, InvalidArgument
-from vecdb.index.exact import exact_search, squared_norms
+from vecdb.index.exact import exact_search, rescore, squared_norms
 
 __all__ = [
     "VectorIndex", "FaissIndex", "Param", "PARAMS", "DEFAULTS", "INDEX_TYPES", "METRICS",
@@ -470,28 +470,7 @@ class VectorIndex(abc.ABC):
 
     def _rescore(self, q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact scores of candidate rows (q, c) (-1 = none) on the original vectors; best k."""
-        nq, c = cand.shape
-        scores, rows = pad(nq, k, self.metric)
-        block = max(1, (1 << 22) // max(1, c * self.dim))     # bound the (b, c, d) gather
-        for lo in range(0, nq, block):
-            cb = cand[lo:lo + block]
-            qb = q[lo:lo + block]
-            ok = cb >= 0
-            g = self._vectors[np.where(ok, cb, 0)]                 # (b, c, d)
-            if self.metric == "ip":
-                s = np.einsum("bcd,bd->bc", g, qb)
-                s[~ok] = -np.inf
-                order = np.argsort(-s, axis=1, kind="stable")[:, :k]
-            else:
-                diff = g - qb[:, None, :]
-                s = np.einsum("bcd,bcd->bc", diff, diff)
-                s[~ok] = np.inf
-                order = np.argsort(s, axis=1, kind="stable")[:, :k]
-            kk = order.shape[1]
-            scores[lo:lo + block, :kk] = np.take_along_axis(s, order, 1)
-            rows[lo:lo + block, :kk] = np.where(np.take_along_axis(ok, order, 1),
-                                                np.take_along_axis(cb, order, 1), -1)
-        return scores, rows
+        return rescore(self._vectors, q, cand, k, self.metric)
 
     # ---- persistence
     @abc.abstractmethod

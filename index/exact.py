@@ -31,7 +31,7 @@ from numba import njit, prange
 
 from vecdb.index.topk import EMPTY, heap_offer, heap_sorted
 
-__all__ = ["exact_search", "squared_norms"]
+__all__ = ["exact_search", "rescore", "squared_norms"]
 
 # Reassociation and contraction let LLVM vectorise the dot products; no nnan/ninf, because
 # -inf padding and NaN rows must compare correctly.
@@ -280,6 +280,37 @@ def _finish(hk, hr, k, mode):
     return out_s, out_r
 
 
+@njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _rescore_rows(vectors, queries, cand, k, mode):
+    """Each query's candidate rows (cand[i], -1: none) scored exactly through a k-heap."""
+    d = vectors.shape[1]
+    nq = cand.shape[0]
+    keys = np.full((1, nq, k), -np.inf, dtype=np.float32)
+    rows = np.full((1, nq, k), EMPTY, dtype=np.int64)
+    for qi in range(nq):
+        q = queries[qi]
+        root = keys[0, qi, 0]
+        for t in range(cand.shape[1]):
+            r = cand[qi, t]
+            if r < 0:
+                continue
+            if r >= vectors.shape[0]:     # no bounds checks below: refuse a row out of range
+                raise ValueError("a candidate row is out of range")
+            x = vectors[r]
+            s = np.float32(0.0)
+            if mode == _IP:
+                for j in range(d):
+                    s += x[j] * q[j]
+            else:
+                for j in range(d):
+                    diff = x[j] - q[j]
+                    s += diff * diff
+                s = -s
+            if s >= root:
+                root = heap_offer(keys[0, qi], rows[0, qi], s, r)
+    return _finish(keys, rows, k, mode)
+
+
 @njit(nogil=True, parallel=True, cache=True, fastmath=_FASTMATH)
 def _squared_norms(vectors):
     n, d = vectors.shape
@@ -400,6 +431,26 @@ def exact_search(
     out_s[:, :kk] = scores
     out_r[:, :kk] = rows
     return out_s, out_r
+
+
+def rescore(vectors: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int,
+            metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of each query among its own candidate rows: re-ranking an ANN index's
+    approximate candidates (q, c) int64 (-1: none; each row at most once per query) on the
+    original ``vectors``. Returns scores and rows as ``exact_search`` does, padded the same way.
+    """
+    if metric not in ("ip", "l2"):
+        raise ValueError(f"metric must be 'ip' or 'l2', not {metric!r}")
+    vectors = _check_vectors(vectors)
+    queries, k = check_queries(queries, vectors.shape[1], k)
+    cand = np.ascontiguousarray(candidates, dtype=np.int64)
+    if cand.shape[0] != queries.shape[0]:
+        raise ValueError(f"candidates must have one row per query, got {cand.shape}")
+    mode = _IP if metric == "ip" else _L2_DIRECT
+    if k == 0:
+        return np.empty((queries.shape[0], 0), np.float32), np.empty((queries.shape[0], 0), np.int64)
+    return _rescore_rows(vectors, _readonly(np.ascontiguousarray(queries, dtype=np.float32)), cand,
+                         k, mode)
 
 
 def _heaps(use: int, nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:

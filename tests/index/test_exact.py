@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vecdb.index.exact import exact_search, squared_norms
+from vecdb.index.exact import exact_search, rescore, squared_norms
 from vecdb.index.topk import merge_topk
 
 # q=1 and small q take the per-query scan; 100 queries take the batch tile (DESIGN §5).
@@ -307,6 +307,44 @@ def test_property_equals_reference(n, d, nq, k, metric, density, seed):
     ref_scores, ref_rows = reference(vectors, queries, k, metric, allowed)
     np.testing.assert_array_equal(rows, ref_rows)
     np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
+
+
+# --------------------------------------------------------------------------- rescore
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 60), d=st.integers(1, 9), nq=st.integers(1, 12), c=st.integers(0, 30),
+       k=st.integers(1, 40), metric=st.sampled_from(["ip", "l2"]), seed=st.integers(0, 2**32 - 1))
+def test_rescore_is_exact_search_over_each_querys_candidates(n, d, nq, c, k, metric, seed):
+    """Each query's candidates (unique rows, -1 holes anywhere) re-ranked exactly: the float64
+    answer over just those rows, ties to the lower row, padded when fewer than k."""
+    vectors, queries = random_data(n, d, nq, seed=seed, integer=True)
+    rng = np.random.default_rng(seed)
+    cand = np.full((nq, c), -1, np.int64)
+    for i in range(nq):
+        picked = rng.permutation(n)[:rng.integers(0, min(n, c) + 1)]
+        cand[i, rng.permutation(c)[:len(picked)]] = picked
+    scores, rows = rescore(vectors, queries, cand, k, metric)
+    for i in range(nq):
+        allowed = np.zeros(n, bool)
+        allowed[cand[i][cand[i] >= 0]] = True
+        ref_scores, ref_rows = reference(vectors, queries[i:i + 1], k, metric, allowed)
+        np.testing.assert_array_equal(rows[i:i + 1], ref_rows)
+        np.testing.assert_array_equal(scores[i:i + 1], ref_scores.astype(np.float32))
+
+
+def test_rescore_float_data_and_bad_candidates():
+    vectors, queries = random_data(500, 97, 3, seed=5)
+    cand = np.tile(np.arange(0, 500, 7, dtype=np.int64), (3, 1))
+    allowed = np.zeros(500, bool)
+    allowed[cand[0]] = True
+    for metric in ("ip", "l2"):
+        check(vectors, queries, 10, metric, allowed, rescore(vectors, queries, cand, 10, metric))
+    with pytest.raises(ValueError, match="out of range"):
+        rescore(vectors, queries, np.full((3, 2), 500, np.int64), 10, "ip")
+    with pytest.raises(ValueError, match="one row per query"):
+        rescore(vectors, queries, cand[:2], 10, "ip")
+    assert rescore(vectors, queries, cand, 0, "l2")[1].shape == (3, 0)
 
 
 # --------------------------------------------------------------------------- merge_topk

@@ -25,7 +25,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["Graph", "GraphSearcher", "graph_of"]
+__all__ = ["Graph", "GraphSearcher", "compact_arrays", "compact_graph", "graph_of", "padded_arrays"]
 
 _EMPTY_ALLOWED = np.zeros(1, np.bool_)
 _ZEROS1 = np.zeros(1, np.float32)
@@ -35,14 +35,78 @@ _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
 class Graph(NamedTuple):
-    """Zero-copy views of FAISS's HNSW arrays (valid while the FAISS index lives)."""
+    """An HNSW graph's arrays, in FAISS's padded layout or the compact one (``compact_arrays``).
 
-    neighbors: np.ndarray     # int32, -1 padded lists, node i level l at offsets[i] + cum[l]
-    offsets: np.ndarray       # int64 (n + 1) (FAISS's uint64, reinterpreted)
+    Padded (FAISS's, zero-copy views): node i's level-l list at offsets[i] + cum[l], padded
+    with -1. Compact: level-0 lists back to back, node i's at offsets[i]:offsets[i + 1], ids
+    split into 16 low bits (``neighbors``) and the high bits (``hi``); upper-level lists stay
+    padded in ``up_nb``, for the nodes above level 0 only (``up_nodes``, sorted, and
+    ``up_off``: node up_nodes[p]'s level-l list at up_off[p] + cum[l] - cum[1]).
+    """
+
+    neighbors: np.ndarray     # padded: int32 ids; compact: uint16 low bits
+    offsets: np.ndarray       # padded: int64 (n + 1) (FAISS's uint64, reinterpreted); compact: uint32 or int64
     cum: np.ndarray           # int32, cumulative neighbours per level
     entry: int
     max_level: int
     owner: object             # what the views point into: the FAISS index, or a loaded file's arrays
+    hi: np.ndarray = np.zeros(0, np.uint8)           # compact: high bits of the ids
+    up_nodes: np.ndarray = np.zeros(0, np.int32)
+    up_off: np.ndarray = np.zeros(0, np.int64)
+    up_nb: np.ndarray = np.zeros(0, np.int32)
+    compact: bool = False
+
+
+def compact_arrays(neighbors: np.ndarray, offsets: np.ndarray, levels: np.ndarray,
+                   cum: np.ndarray) -> dict[str, np.ndarray]:
+    """FAISS's padded graph arrays in the compact layout (``Graph``): at m=16 about 3 bytes
+    per level-0 link plus 4 per node, against 8 per slot (used or not) plus 12 per node."""
+    offsets = np.asarray(offsets).view(np.int64) if offsets.dtype == np.uint64 else np.asarray(offsets, np.int64)
+    cum = np.asarray(cum, np.int64)
+    n = len(levels)
+    lists = neighbors[offsets[:-1, None] + cum[0] + np.arange(cum[1] - cum[0])]    # (n, 2m)
+    valid = lists >= 0                      # FAISS's lists are a prefix of ids, then -1s
+    ids = lists[valid]
+    adj_off = np.zeros(n + 1, np.int64)
+    np.cumsum(valid.sum(axis=1), out=adj_off[1:])
+    up_nodes = np.flatnonzero(levels > 1).astype(np.int32)
+    up_levels = np.asarray(levels[up_nodes], np.int32)
+    sizes = cum[up_levels] - cum[1]
+    up_off = np.zeros(len(up_nodes) + 1, np.int64)
+    np.cumsum(sizes, out=up_off[1:])
+    src = np.repeat(offsets[up_nodes] + cum[1] - up_off[:-1], sizes) + np.arange(up_off[-1])
+    return {"adj_off": adj_off.astype(np.uint32) if adj_off[-1] < 2**32 else adj_off,
+            "adj_lo": (ids & 0xFFFF).astype(np.uint16),
+            "adj_hi": (ids >> 16).astype(np.uint8 if n <= 1 << 24 else np.uint16),
+            "up_nodes": up_nodes, "up_levels": up_levels, "up_off": up_off,
+            "up_nb": np.asarray(neighbors[src], np.int32)}
+
+
+def padded_arrays(a: dict[str, np.ndarray], cum: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The inverse of ``compact_arrays``: FAISS's (neighbors int32, offsets int64, levels int32)."""
+    cum = np.asarray(cum, np.int64)
+    adj_off = np.asarray(a["adj_off"], np.int64)
+    n = len(adj_off) - 1
+    levels = np.ones(n, np.int32)
+    levels[a["up_nodes"]] = a["up_levels"]
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(cum[levels], out=offsets[1:])
+    neighbors = np.full(offsets[-1], -1, np.int32)
+    deg = np.diff(adj_off)
+    node = np.repeat(np.arange(n), deg)
+    neighbors[offsets[node] + cum[0] + np.arange(len(node)) - adj_off[node]] = \
+        np.asarray(a["adj_lo"], np.int32) | (np.asarray(a["adj_hi"], np.int32) << 16)
+    up_off = np.asarray(a["up_off"], np.int64)
+    sizes = np.diff(up_off)
+    dst = np.repeat(offsets[np.asarray(a["up_nodes"], np.int64)] + cum[1] - up_off[:-1], sizes)
+    neighbors[dst + np.arange(up_off[-1])] = a["up_nb"]
+    return neighbors, offsets, levels
+
+
+def compact_graph(a: dict[str, np.ndarray], cum: np.ndarray, entry: int, max_level: int) -> Graph:
+    """The ``Graph`` over compact arrays (``a`` becomes its owner)."""
+    return Graph(a["adj_lo"], a["adj_off"], cum, entry, max_level, a, a["adj_hi"], a["up_nodes"],
+                 a["up_off"], a["up_nb"], True)
 
 
 def _view(vec, dtype) -> np.ndarray:
@@ -192,9 +256,26 @@ def _pop_min(hd, hi, size):
     hi[i] = v
 
 
+@njit(inline="always")
+def _level0(offsets, cum, compact, node):
+    """[start, end) of ``node``'s level-0 list (a padded list may end early at -1)."""
+    if compact:
+        return np.int64(offsets[node]), np.int64(offsets[node + 1])
+    start = np.int64(offsets[node]) + cum[0]
+    return start, start + (cum[1] - cum[0])
+
+
+@njit(inline="always")
+def _id(neighbors, hi, compact, j):
+    """Neighbour id at ``j``: int32, or 16 low bits plus the high bits when compact."""
+    if compact:
+        return np.int32(neighbors[j]) | (np.int32(hi[j]) << 16)
+    return np.int32(neighbors[j])
+
+
 @njit(nogil=True, fastmath=_FAST, cache=True)
-def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef, kk,
-                allowed, mode, visited, tag, out_d, out_i):
+def _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, up_off, up_nb,
+                compact, a, b, c, ip, ef, kk, allowed, mode, visited, tag, out_d, out_i):
     """One query: fills out_d/out_i (kk) best first with FAISS-convention scores."""
     cur = entry
     dcur = _dist(data, cur, a, b, c, ip)
@@ -209,10 +290,13 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
         changed = True
         while changed:
             changed = False
-            base = offsets[cur]
+            if compact:                              # upper lists: padded, upper nodes only
+                base = up_off[np.searchsorted(up_nodes, cur)] - cum[1]
+            else:
+                base = np.int64(offsets[cur])
             m = 0
             for j in range(base + lo, base + hi_):
-                v = neighbors[j]
+                v = np.int32(up_nb[j]) if compact else np.int32(neighbors[j])
                 if v < 0:
                     break
                 buf[m] = v
@@ -253,18 +337,17 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
             break
         _pop_min(cd, ci, cs)
         cs -= 1
-        base = offsets[node] + cum[0]
+        base, end = _level0(offsets, cum, compact, node)
         if cs > 0:                                   # the next node to expand, most likely
-            _prefetch1(neighbors, offsets[ci[0]] + cum[0])
-        end = base + n0
+            _prefetch1(neighbors, _level0(offsets, cum, compact, ci[0])[0])
         m = 0
         if mode == 2:                                # two hops through the graph (ACORN-1)
             for j in range(base, end):
-                v = neighbors[j]
+                v = _id(neighbors, hi, compact, j)
                 if v < 0:
                     end = j
                     break
-                _prefetch1(neighbors, offsets[v] + cum[0])
+                _prefetch1(neighbors, _level0(offsets, cum, compact, v)[0])
                 if allowed[v] and visited[v] != tag:
                     visited[v] = tag
                     buf[m] = v
@@ -273,11 +356,12 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
             for j in range(base, end):
                 if m >= n2:
                     break
-                if allowed[neighbors[j]]:                # expanded in its own turn
+                v = _id(neighbors, hi, compact, j)
+                if allowed[v]:                           # expanded in its own turn
                     continue
-                b2 = offsets[neighbors[j]] + cum[0]
-                for j2 in range(b2, b2 + n0):
-                    w = neighbors[j2]
+                b2, e2 = _level0(offsets, cum, compact, v)
+                for j2 in range(b2, e2):
+                    w = _id(neighbors, hi, compact, j2)
                     if w < 0 or m >= n2:
                         break
                     if allowed[w] and visited[w] != tag:
@@ -287,7 +371,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, a, b, c, ip, ef
                         _prefetch_row(data, w)
         else:
             for j in range(base, end):               # unvisited neighbours: mark, fetch rows
-                v = neighbors[j]
+                v = _id(neighbors, hi, compact, j)
                 if v < 0:
                     break
                 if visited[v] != tag:
@@ -345,24 +429,26 @@ def _next_tag(visited, tags, w):
 
 
 @njit(nogil=True, fastmath=_FAST, cache=True)
-def _search_serial(data, neighbors, offsets, cum, entry, max_level, A, b, C, ip, ef, kk,
-                   allowed, mode, visited, tags, out_d, out_i):
+def _search_serial(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, up_off, up_nb,
+                   compact, A, b, C, ip, ef, kk, allowed, mode, visited, tags, out_d, out_i):
     for i in range(A.shape[0]):
         tag = _next_tag(visited, tags, 0)
-        _search_one(data, neighbors, offsets, cum, entry, max_level, A[i], b, C[i], ip, ef, kk,
-                    allowed, mode, visited[0], tag, out_d[i], out_i[i])
+        _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, up_off, up_nb,
+                    compact, A[i], b, C[i], ip, ef, kk, allowed, mode, visited[0], tag, out_d[i],
+                    out_i[i])
 
 
 @njit(nogil=True, fastmath=_FAST, cache=True, parallel=True)
-def _search_parallel(data, neighbors, offsets, cum, entry, max_level, A, b, C, ip, ef, kk,
-                     allowed, mode, visited, tags, out_d, out_i):
+def _search_parallel(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, up_off, up_nb,
+                     compact, A, b, C, ip, ef, kk, allowed, mode, visited, tags, out_d, out_i):
     workers = visited.shape[0]
     nq = A.shape[0]
     for w in prange(workers):
         for i in range(w, nq, workers):
             tag = _next_tag(visited, tags, w)
-            _search_one(data, neighbors, offsets, cum, entry, max_level, A[i], b, C[i], ip, ef, kk,
-                        allowed, mode, visited[w], tag, out_d[i], out_i[i])
+            _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, up_off,
+                        up_nb, compact, A[i], b, C[i], ip, ef, kk, allowed, mode, visited[w], tag,
+                        out_d[i], out_i[i])
 
 
 # --------------------------------------------------------------------------- searcher
@@ -438,8 +524,9 @@ class GraphSearcher:
         tables = self._take(workers)
         try:
             kernel = _search_serial if workers == 1 else _search_parallel
-            kernel(self.data, g.neighbors, g.offsets, g.cum, g.entry, g.max_level, A, self._b, C,
-                   self.ip, ef, kk, allow, mode, tables[0], tables[1], out_d, out_i)
+            kernel(self.data, g.neighbors, g.offsets, g.cum, g.entry, g.max_level, g.hi, g.up_nodes,
+                   g.up_off, g.up_nb, g.compact, A, self._b, C, self.ip, ef, kk, allow, mode,
+                   tables[0], tables[1], out_d, out_i)
         finally:
             self._give(workers, tables)
         return out_d, out_i

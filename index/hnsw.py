@@ -10,7 +10,7 @@ import numpy as np
 
 from vecdb.errors import Corruption
 from vecdb.index.base import FaissIndex, _faiss, pad, read_footer, write_index_file
-from vecdb.index.graph import Graph, GraphSearcher, graph_of
+from vecdb.index.graph import Graph, GraphSearcher, compact_arrays, compact_graph, graph_of, padded_arrays
 from vecdb.index.planner import graph_beam
 
 __all__ = ["HNSWFlatIndex", "HNSWSQ8Index"]
@@ -24,10 +24,16 @@ TWO_HOP_MIN = 0.02
 TWO_HOP_MAX = 0.5
 WALK, TWO_HOP, EXACT = 0, 1, 2          # filtered search kinds (_walk_kind)
 
-# A graph-only file holds FAISS's HNSW arrays raw, each 64-byte aligned (numpy dtypes; offsets
-# are FAISS's uint64, stored as int64); the footer's "graph" entry places them.
-_GRAPH_ARRAYS = (("neighbors", np.int32), ("offsets", np.int64), ("levels", np.int32),
-                 ("cum", np.int32), ("assign_probas", np.float64))
+# A graph-only file holds arrays raw, each 64-byte aligned; the footer's "graph" entry places
+# them ([start, count, dtype]; the first dtype listed here where a file names none). hnsw: FAISS's
+# HNSW arrays (offsets are FAISS's uint64, stored as int64). hnsw_sq8: the 8-bit codes and their
+# ranges, and the graph in the compact layout of ``graph.compact_arrays``.
+_GRAPH_ARRAYS = (("neighbors", (np.int32,)), ("offsets", (np.int64,)), ("levels", (np.int32,)),
+                 ("cum", (np.int32,)), ("assign_probas", (np.float64,)))
+_SQ8_ARRAYS = (("codes", (np.uint8,)), ("trained", (np.float32,)), ("adj_off", (np.uint32, np.int64)),
+               ("adj_lo", (np.uint16,)), ("adj_hi", (np.uint8, np.uint16)), ("up_nodes", (np.int32,)),
+               ("up_levels", (np.int32,)), ("up_off", (np.int64,)), ("up_nb", (np.int32,)),
+               ("cum", (np.int32,)), ("assign_probas", (np.float64,)))
 
 
 class HNSWFlatIndex(FaissIndex):
@@ -51,7 +57,7 @@ class HNSWFlatIndex(FaissIndex):
     kind = "hnsw"
     # the file holds the graph alone: the float rows it is searched over are the segment's
     # (FAISS's own format would store a second copy of them)
-    graph_only_file: ClassVar[bool] = True
+    file_arrays: ClassVar[tuple] = _GRAPH_ARRAYS
 
     def __init__(self, dim: int, metric: str, **params):
         super().__init__(dim, metric, **params)
@@ -87,32 +93,37 @@ class HNSWFlatIndex(FaissIndex):
 
     # ---- graph-only files
     def save(self, path: str | Path) -> None:
-        if not self.graph_only_file or self.ntotal == 0:
+        if self.ntotal == 0:
             return super().save(path)
         g = self._graph_arrays()
-        if self._stored is None:
-            h = self._index.hnsw
-            levels, probas = _faiss().vector_to_array(h.levels), _faiss().vector_to_array(h.assign_probas)
-        else:
-            levels, probas = g.owner["levels"], g.owner["assign_probas"]
-        arrays = {"neighbors": g.neighbors, "offsets": g.offsets, "levels": levels, "cum": g.cum,
-                  "assign_probas": probas}
+        arrays = self._file_payload()
         layout, end = {}, 0
-        for name, _ in _GRAPH_ARRAYS:
+        for name, dtypes in self.file_arrays:
+            a = arrays[name]
+            dtype = np.dtype(a.dtype if a.dtype in dtypes else dtypes[0])
             start = -(-end // 64) * 64
-            layout[name] = [start, len(arrays[name])]
-            end = start + arrays[name].nbytes
+            layout[name] = [start, a.size, dtype.name]
+            end = start + a.size * dtype.itemsize
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
-                for name, dtype in _GRAPH_ARRAYS:
+                for name, _ in self.file_arrays:
                     f.seek(layout[name][0])
-                    f.write(memoryview(np.ascontiguousarray(arrays[name], dtype)))
+                    f.write(memoryview(np.ascontiguousarray(arrays[name].ravel(), layout[name][2])))
                 f.truncate(end)
 
         footer = {**self._footer(), "build": self._build,
                   "graph": {"entry": int(g.entry), "max_level": int(g.max_level), "arrays": layout}}
         write_index_file(path, footer, write)
+
+    def _file_payload(self) -> dict[str, np.ndarray]:
+        """The arrays a graph-only file holds, by name (``file_arrays``)."""
+        if self._stored is not None:
+            return self._stored.owner
+        f, h = _faiss(), self._index.hnsw
+        g = graph_of(self._index)
+        return {"neighbors": g.neighbors, "offsets": g.offsets, "levels": f.vector_to_array(h.levels),
+                "cum": g.cum, "assign_probas": f.vector_to_array(h.assign_probas)}
 
     @classmethod
     def load(cls, path: str | Path, vectors: np.ndarray, dim: int, metric: str, *,
@@ -120,31 +131,45 @@ class HNSWFlatIndex(FaissIndex):
         footer = read_footer(path)
         if "graph" not in footer:          # FAISS's format (and files written before graph-only)
             return super().load(path, vectors, dim, metric, mmap=mmap, **params)
-        if not cls.graph_only_file or not isinstance(footer["graph"], dict):
-            raise Corruption(f"index file {path}: a {cls.kind} index has no graph-only form")
+        if not isinstance(footer["graph"], dict):
+            raise Corruption(f"index file {path}: its graph entry is not a table")
         self, footer, v = cls._check_file(path, vectors, dim, metric, params)
         self._build = dict(footer.get("build") or {})
         self._path = Path(path)
-        arrays = _read_graph(path, footer, len(v), mmap)
-        self._stored = Graph(arrays["neighbors"], arrays["offsets"], arrays["cum"],
-                             footer["graph"]["entry"], footer["graph"]["max_level"], arrays)
+        arrays = _read_arrays(path, footer, cls.file_arrays, mmap)
+        entry, max_level = footer["graph"].get("entry"), footer["graph"].get("max_level")
+        self._stored = self._graph_from(path, arrays, len(v), entry, max_level)
         self._ntotal = len(v)
         self._mapped = mmap
         self._vectors = v
         return self
 
+    def _graph_from(self, path, arrays: dict[str, np.ndarray], n: int, entry, max_level) -> Graph:
+        """The loaded graph, checked so that a damaged file is Corruption rather than a walk
+        out of bounds (the kernel does no bounds checks)."""
+        _check_padded(path, arrays["neighbors"], arrays["offsets"], arrays["levels"], arrays["cum"],
+                      n, entry, max_level)
+        return Graph(arrays["neighbors"], arrays["offsets"], arrays["cum"], entry, max_level, arrays)
+
     def _faiss_from_stored(self):
         """A FAISS index holding the loaded graph and the segment's rows (to add to it)."""
         f = _faiss()
-        g = self._stored
         index = f.IndexHNSWFlat(self._fdim, self._build.get("m", self.params["m"]), self.faiss_metric)
-        index.hnsw.efConstruction = self._build.get("ef_construction", self.params["ef_construction"])
         index.storage.add(self._fx(self._vectors[:self.ntotal]))
+        return self._graph_into(index)
+
+    def _graph_into(self, index):
+        """``index`` (its storage filled) given the loaded graph."""
+        f = _faiss()
+        g, a = self._stored, self._stored.owner
+        index.hnsw.efConstruction = self._build.get("ef_construction", self.params["ef_construction"])
+        neighbors, offsets, levels = ((a["neighbors"], a["offsets"], a["levels"]) if not g.compact
+                                      else padded_arrays(a, g.cum))
         h = index.hnsw
-        for a, vec in ((g.neighbors, h.neighbors), (g.offsets.view(np.uint64), h.offsets),
-                       (g.owner["levels"], h.levels), (g.cum, h.cum_nneighbor_per_level),
-                       (g.owner["assign_probas"], h.assign_probas)):
-            f.copy_array_to_vector(np.ascontiguousarray(a), vec)
+        for arr, vec in ((neighbors, h.neighbors), (np.asarray(offsets).view(np.uint64), h.offsets),
+                         (levels, h.levels), (g.cum, h.cum_nneighbor_per_level),
+                         (a["assign_probas"], h.assign_probas)):
+            f.copy_array_to_vector(np.ascontiguousarray(arr), vec)
         h.entry_point, h.max_level = g.entry, g.max_level
         index.ntotal = self.ntotal
         return index
@@ -220,37 +245,42 @@ class HNSWFlatIndex(FaissIndex):
     def memory_bytes(self) -> int:
         if self.ntotal == 0:
             return 0
-        g = self._graph_arrays()
-        levels = g.owner["levels"].nbytes if self._stored is not None else self._index.hnsw.levels.size() * 4
-        graph = g.neighbors.nbytes + g.offsets.nbytes + g.cum.nbytes + levels
-        return int(graph + self._storage_bytes())
+        if self._stored is not None:       # everything searched, as mapped from the file
+            return int(sum(a.nbytes for a in self._stored.owner.values()))
+        g = graph_of(self._index)
+        levels = self._index.hnsw.levels.size() * 4
+        return int(g.neighbors.nbytes + g.offsets.nbytes + g.cum.nbytes + levels + self._storage_bytes())
 
     def _storage_bytes(self) -> int:
         """FAISS's copy of the rows while the index is FAISS's (built, not yet saved and
         reloaded); a graph-only index searches the segment's rows and holds none."""
-        if self._index is None:
-            return 0
         return int(_faiss().downcast_index(self._index.storage).codes.size())
 
 
-def _read_graph(path: str | Path, footer: dict, n: int, mmap: bool) -> dict[str, np.ndarray]:
-    """The arrays of a graph-only file (memory-mapped), checked so that a damaged file is
-    Corruption rather than a walk out of bounds."""
+def _read_arrays(path: str | Path, footer: dict, spec: tuple, mmap: bool) -> dict[str, np.ndarray]:
+    """The arrays of a graph-only file by name (memory-mapped), each where the footer says."""
     layout = footer["graph"].get("arrays", {})
     arrays = {}
-    for name, dtype in _GRAPH_ARRAYS:
+    for name, dtypes in spec:
         try:
-            start, count = (int(x) for x in layout[name])
-        except (KeyError, TypeError, ValueError):
+            start, count = (int(x) for x in layout[name][:2])
+            dtype = np.dtype(layout[name][2] if len(layout[name]) > 2 else dtypes[0])
+        except (KeyError, IndexError, TypeError, ValueError):
             raise Corruption(f"index file {path}: graph array {name!r} is not described") from None
-        if start < 0 or count < 0 or start + count * np.dtype(dtype).itemsize > footer["payload_bytes"]:
+        if dtype not in dtypes:
+            raise Corruption(f"index file {path}: graph array {name!r} has type {dtype}")
+        if start < 0 or count < 0 or start + count * dtype.itemsize > footer["payload_bytes"]:
             raise Corruption(f"index file {path}: graph array {name!r} lies outside the payload")
         if mmap and count:
             arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=start, shape=(count,))
         else:
             arrays[name] = np.fromfile(path, dtype=dtype, count=count, offset=start)
-    nb, off, levels, cum = arrays["neighbors"], arrays["offsets"], arrays["levels"], arrays["cum"]
-    entry, max_level = footer["graph"].get("entry"), footer["graph"].get("max_level")
+    return arrays
+
+
+def _check_padded(path, nb, off, levels, cum, n: int, entry, max_level) -> None:
+    """FAISS's padded graph arrays are consistent: sizes, offsets, ids in range, entry point,
+    and upper-level neighbours living on that level."""
     ok = (len(off) == n + 1 and len(levels) == n and len(cum) >= 2 and n > 0
           and cum[0] == 0 and bool((np.diff(cum.astype(np.int64)) >= 0).all())
           and type(entry) is int and 0 <= entry < n and type(max_level) is int
@@ -268,19 +298,43 @@ def _read_graph(path: str | Path, footer: dict, n: int, mmap: bool) -> dict[str,
         ok = bool((levels[ids[ids >= 0]] > level).all())
     if not ok:
         raise Corruption(f"index file {path}: the HNSW graph is damaged (sizes or neighbour ids out of range)")
-    return arrays
+
+
+def _check_compact(path, a: dict[str, np.ndarray], n: int, entry, max_level) -> None:
+    """The compact graph is consistent (``graph.compact_arrays``): what the kernel reads
+    directly is checked here, the rest through the padded form it expands to."""
+    cum = a["cum"]
+    off = a["adj_off"].astype(np.int64)
+    up = a["up_nodes"]
+    deg = np.diff(off)
+    ok = (len(cum) >= 2 and len(off) == n + 1 and n > 0 and off[0] == 0 and off[-1] == len(a["adj_lo"])
+          == len(a["adj_hi"]) and bool((deg >= 0).all()) and int(deg.max()) <= int(cum[1]) - int(cum[0])
+          and len(a["up_levels"]) == len(up) and len(a["up_off"]) == len(up) + 1
+          and bool((np.diff(up.astype(np.int64)) > 0).all())
+          and (len(up) == 0 or (int(up[0]) >= 0 and int(up[-1]) < n))
+          and bool((a["up_levels"] >= 2).all()) and bool((a["up_levels"] < len(cum)).all())
+          and a["up_off"][0] == 0 and a["up_off"][-1] == len(a["up_nb"])
+          and bool((np.diff(a["up_off"]) == cum[a["up_levels"]].astype(np.int64) - cum[1]).all()))
+    if not ok:
+        raise Corruption(f"index file {path}: the HNSW graph is damaged (sizes or neighbour ids out of range)")
+    nb, offsets, levels = padded_arrays(a, cum)
+    _check_padded(path, nb, offsets, levels, cum, n, entry, max_level)
 
 
 class HNSWSQ8Index(HNSWFlatIndex):
     """``faiss.IndexHNSWSQ`` with 8-bit per-dimension codes (4x smaller than float32).
 
     The graph is walked on the codes; ``rescore`` r >= 1 re-ranks the best r*k candidates by
-    exact scores on the original (segment) vectors, so returned scores are then exact.
+    exact scores on the original (segment) vectors, so returned scores are then exact. The
+    file holds the codes (without FAISS's padding to a multiple of 8 dimensions, which decode
+    to 0) and the graph in its compact layout (``graph.compact_arrays``): where codes are
+    small (d = 50: 50 bytes a row) FAISS's padded graph (about 145 bytes a row at m=16) would
+    be most of the index.
     """
 
     kind = "hnsw_sq8"
     pad_to = 8
-    graph_only_file = False        # the codes it walks live in FAISS's file
+    file_arrays = _SQ8_ARRAYS
 
     def _new(self, n: int):
         f = _faiss()
@@ -291,11 +345,47 @@ class HNSWSQ8Index(HNSWFlatIndex):
         sq = _faiss().downcast_index(self._index.storage)
         return int(sq.codes.size() + sq.sq.trained.size() * 4)
 
+    def _file_payload(self) -> dict[str, np.ndarray]:
+        if self._stored is not None:
+            return self._stored.owner
+        f, h = _faiss(), self._index.hnsw
+        g = graph_of(self._index)
+        sq = f.downcast_index(self._index.storage)
+        codes = f.rev_swig_ptr(sq.codes.data(), sq.codes.size()).reshape(self.ntotal, sq.code_size)
+        return {"codes": np.ascontiguousarray(codes[:, :self.dim]).ravel(),   # FAISS's padding dropped
+                "trained": f.vector_to_array(sq.sq.trained),
+                **compact_arrays(g.neighbors, g.offsets, f.vector_to_array(h.levels), g.cum),
+                "cum": g.cum, "assign_probas": f.vector_to_array(h.assign_probas)}
+
+    def _graph_from(self, path, arrays: dict[str, np.ndarray], n: int, entry, max_level) -> Graph:
+        if len(arrays["codes"]) != n * self.dim or len(arrays["trained"]) != 2 * self._fdim:
+            raise Corruption(f"index file {path}: {len(arrays['codes'])} code bytes and "
+                             f"{len(arrays['trained'])} ranges for {n} rows of {self.dim}")
+        _check_compact(path, arrays, n, entry, max_level)
+        return compact_graph(arrays, arrays["cum"], entry, max_level)
+
+    def _faiss_from_stored(self):
+        f = _faiss()
+        a = self._stored.owner
+        index = self._new(self.ntotal)
+        sq = f.downcast_index(index.storage)
+        f.copy_array_to_vector(np.ascontiguousarray(a["trained"]), sq.sq.trained)
+        codes = np.zeros((self.ntotal, self._fdim), np.uint8)    # FAISS's padding dimensions
+        codes[:, :self.dim] = a["codes"].reshape(self.ntotal, self.dim)  # decode to 0 (vdiff 0)
+        f.copy_array_to_vector(codes.ravel(), sq.codes)
+        sq.ntotal = self.ntotal
+        sq.is_trained = index.is_trained = True
+        return self._graph_into(index)
+
     def _make_searcher(self) -> GraphSearcher:
-        """The graph over FAISS's 8-bit codes (QT_8bit: per-dimension vmin, vdiff)."""
+        """The graph over the 8-bit codes (QT_8bit: per-dimension vmin, vdiff)."""
+        d = self._fdim
+        if self._stored is not None:      # codes without FAISS's padding dimensions
+            a, dim = self._stored.owner, self.dim
+            return GraphSearcher(self._stored, a["codes"].reshape(self.ntotal, dim), self.metric,
+                                 a["trained"][:dim], a["trained"][d:d + dim])
         f = _faiss()
         sq = f.downcast_index(self._index.storage)
         codes = f.rev_swig_ptr(sq.codes.data(), sq.codes.size()).reshape(self.ntotal, sq.code_size)
         trained = f.vector_to_array(sq.sq.trained)
-        d = self._fdim
         return GraphSearcher(graph_of(self._index), codes, self.metric, trained[:d], trained[d:2 * d])

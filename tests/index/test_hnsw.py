@@ -1,5 +1,6 @@
-"""HNSW-Flat index files: the graph alone (the rows stay in the segment), FAISS-format files
-from before still load, and a damaged graph is Corruption, never a walk out of bounds."""
+"""HNSW index files: HNSW-Flat's hold the graph alone (the rows stay in the segment),
+HNSW+SQ8's the codes and the graph in its compact layout; FAISS-format files from before still
+load, and a damaged graph is Corruption, never a walk out of bounds."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -7,7 +8,7 @@ from hypothesis import strategies as st
 
 from vecdb.errors import Corruption
 from vecdb.index.base import FaissIndex, load_index, make_index, read_footer
-from vecdb.index.hnsw import _GRAPH_ARRAYS, HNSWFlatIndex
+from vecdb.index.hnsw import _SQ8_ARRAYS
 
 N, D = 600, 24
 
@@ -21,9 +22,9 @@ def _data(metric="l2", seed=0):
     return x, np.ascontiguousarray(x[:20] + 0.05 * rng.standard_normal((20, D)).astype(np.float32))
 
 
-def _built(metric="l2", m=8):
+def _built(metric="l2", m=8, kind="hnsw"):
     x, q = _data(metric)
-    index = make_index({"type": "hnsw", "m": m, "ef_construction": 40}, D, metric)
+    index = make_index({"type": kind, "m": m, "ef_construction": 40}, D, metric)
     index.build(x)
     return index, x, q
 
@@ -76,14 +77,14 @@ def _payload(path):
     return footer, bytearray(path.read_bytes())
 
 
-def _poke(tmp_path, name, value, at=0):
+def _poke(tmp_path, name, value, at=0, kind="hnsw"):
     """The saved file with element ``at`` of graph array ``name`` set to ``value``."""
-    index, x, _ = _built()
+    index, x, _ = _built(kind=kind)
     path = tmp_path / "g.idx"
     index.save(path)
     footer, data = _payload(path)
-    start, _ = footer["graph"]["arrays"][name]
-    dtype = np.dtype(dict(_GRAPH_ARRAYS)[name])
+    start, _, dtype = footer["graph"]["arrays"][name]
+    dtype = np.dtype(dtype)
     data[start + at * dtype.itemsize:start + (at + 1) * dtype.itemsize] = np.array([value], dtype).tobytes()
     bad = tmp_path / f"bad-{name}.idx"
     bad.write_bytes(bytes(data))
@@ -107,13 +108,42 @@ def test_damaged_graph_is_corruption(name, value, at, tmp_path):
         load_index(bad, {"type": "hnsw", "m": 8, "ef_construction": 40}, x, D, "l2")
 
 
+@pytest.mark.parametrize("name, value, at", [
+    ("adj_hi", 1, 5),               # a level-0 neighbour id past the last row (N < 2**16)
+    ("adj_off", 10_000, 7),         # lists that overlap
+    ("adj_off", 0, N),              # ids left over after the last list
+    ("up_nodes", N + 1, 0),         # upper nodes out of range / unsorted
+    ("up_levels", 1, 0),            # an upper node on level 0 alone
+    ("up_levels", 99, 0),
+    ("up_off", 3, 1),               # an upper list that does not match its node's levels
+    ("up_nb", N, 0),
+    ("codes", 0, N * D),            # fewer code bytes than rows (count shrunk below)
+    ("cum", 3, 0),
+])
+def test_damaged_sq8_graph_is_corruption(name, value, at, tmp_path):
+    if name == "codes":             # cut the codes short: the footer's count says one less row
+        index, x, _ = _built(kind="hnsw_sq8")
+        index.save(tmp_path / "s.idx")
+        footer, data = _payload(tmp_path / "s.idx")
+        from vecdb.index.base import write_index_file
+        meta = {k: v for k, v in footer.items() if k not in ("format", "version", "payload_bytes")}
+        meta["graph"]["arrays"]["codes"][1] -= D
+        bad = tmp_path / "bad.idx"
+        write_index_file(bad, meta, lambda tmp: open(tmp, "wb").write(bytes(data[:footer["payload_bytes"]])))
+    else:
+        bad, x = _poke(tmp_path, name, value, at, kind="hnsw_sq8")
+    with pytest.raises(Corruption):
+        load_index(bad, {"type": "hnsw_sq8", "m": 8, "ef_construction": 40}, x, D, "l2")
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=6))
-def test_random_damage_never_crashes_a_search(flips, tmp_path_factory):
-    """Bytes of the graph overwritten at random: the file either loads and every search stays
-    in bounds (valid row numbers), or it is Corruption."""
+@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=6),
+       kind=st.sampled_from(["hnsw", "hnsw_sq8"]))
+def test_random_damage_never_crashes_a_search(flips, kind, tmp_path_factory):
+    """Bytes of the graph (and codes) overwritten at random: the file either loads and every
+    search stays in bounds (valid row numbers), or it is Corruption."""
     tmp = tmp_path_factory.mktemp("fuzz")
-    index, x, q = _built()
+    index, x, q = _built(kind=kind)
     path = tmp / "g.idx"
     index.save(path)
     footer, data = _payload(path)
@@ -121,7 +151,7 @@ def test_random_damage_never_crashes_a_search(flips, tmp_path_factory):
         data[int(where * footer["payload_bytes"])] = byte
     path.write_bytes(bytes(data))
     try:
-        loaded = load_index(path, {"type": "hnsw", "m": 8, "ef_construction": 40}, x, D, "l2")
+        loaded = load_index(path, {"type": kind, "m": 8, "ef_construction": 40}, x, D, "l2")
     except Corruption:
         return
     allowed = np.arange(N) % 3 == 0
@@ -132,13 +162,42 @@ def test_random_damage_never_crashes_a_search(flips, tmp_path_factory):
             assert allowed[rows[rows >= 0]].all()
 
 
-def test_sq8_keeps_faiss_format(tmp_path):
-    x, _ = _data()
-    index = make_index({"type": "hnsw_sq8", "m": 8, "ef_construction": 40}, D, "l2")
-    index.build(x)
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_sq8_file_holds_codes_and_the_compact_graph(metric, tmp_path):
+    """The loaded compact graph walks exactly like FAISS's padded one (same ids, same code
+    scores, filtered or not), in less memory; a legacy FAISS-format file still loads."""
+    index, x, q = _built(metric, kind="hnsw_sq8")
+    allowed = np.arange(N) % 4 == 0
+    expect = [index.search(q, 10, a, params={"rescore": r}) for a in (None, allowed) for r in (0, 2)]
     index.save(tmp_path / "s.idx")
-    assert "graph" not in read_footer(tmp_path / "s.idx")     # the codes it walks are FAISS's
-    assert isinstance(index, HNSWFlatIndex) and not index.graph_only_file
+    FaissIndex.save(index, tmp_path / "faiss.idx")
+    footer = read_footer(tmp_path / "s.idx")
+    assert set(footer["graph"]["arrays"]) == {name for name, _ in _SQ8_ARRAYS}
+    for path in (tmp_path / "s.idx", tmp_path / "faiss.idx"):
+        loaded = load_index(path, {"type": "hnsw_sq8"}, x, D, metric)
+        got = [loaded.search(q, 10, a, params={"rescore": r}) for a in (None, allowed) for r in (0, 2)]
+        for (es, er), (gs, gr) in zip(expect, got):
+            np.testing.assert_array_equal(gr, er)
+            np.testing.assert_array_equal(gs, es)
+    loaded = load_index(tmp_path / "s.idx", {"type": "hnsw_sq8"}, x, D, metric)
+    assert loaded.mapped and loaded._index is None and loaded._graph_arrays().compact
+    assert loaded.memory_bytes() < 0.8 * index.memory_bytes()
+    loaded.save(tmp_path / "again.idx")                      # a loaded graph saves the same bytes
+    assert (tmp_path / "again.idx").read_bytes() == (tmp_path / "s.idx").read_bytes()
+
+
+def test_loaded_sq8_graph_grows_like_the_built_one(tmp_path):
+    index, x, q = _built(kind="hnsw_sq8")
+    index.save(tmp_path / "s.idx")
+    loaded = load_index(tmp_path / "s.idx", {"type": "hnsw_sq8"}, x, D, "l2")
+    more = np.random.default_rng(5).standard_normal((50, D)).astype(np.float32)
+    index.add(more)
+    loaded.add(more)
+    assert loaded.ntotal == index.ntotal == N + 50 and not loaded.mapped
+    for rescore in (0, 2):
+        p = {"rescore": rescore}
+        np.testing.assert_array_equal(loaded.search(more[:10], 5, params=p)[1], index.search(more[:10], 5, params=p)[1])
+        np.testing.assert_array_equal(loaded.search(q, 10, params=p)[1], index.search(q, 10, params=p)[1])
 
 
 def test_upper_level_neighbour_below_its_level_is_corruption(tmp_path):
@@ -151,7 +210,7 @@ def test_upper_level_neighbour_below_its_level_is_corruption(tmp_path):
     arrays = footer["graph"]["arrays"]
 
     def read(name, dtype):
-        start, count = arrays[name]
+        start, count, _ = arrays[name]
         return np.frombuffer(bytes(data[start:start + count * np.dtype(dtype).itemsize]), dtype)
     levels, off, cum = read("levels", np.int32), read("offsets", np.int64), read("cum", np.int32)
     node = int(np.flatnonzero(levels >= 2)[0])

@@ -430,25 +430,31 @@ def _next_tag(visited, tags, w):
 
 @njit(nogil=True, fastmath=_FAST, cache=True)
 def _search_serial(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, up_off, up_nb,
-                   compact, A, b, C, ip, ef, kk, allowed, mode, visited, tags, out_d, out_i):
+                   compact, A, b, C, ip, ef, kk, allowed, mode, visited, tags):
+    out_d = np.empty((A.shape[0], kk), np.float32)
+    out_i = np.empty((A.shape[0], kk), np.int64)
     for i in range(A.shape[0]):
         tag = _next_tag(visited, tags, 0)
         _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, up_off, up_nb,
                     compact, A[i], b, C[i], ip, ef, kk, allowed, mode, visited[0], tag, out_d[i],
                     out_i[i])
+    return out_d, out_i
 
 
 @njit(nogil=True, fastmath=_FAST, cache=True, parallel=True)
 def _search_parallel(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, up_off, up_nb,
-                     compact, A, b, C, ip, ef, kk, allowed, mode, visited, tags, out_d, out_i):
+                     compact, A, b, C, ip, ef, kk, allowed, mode, visited, tags):
     workers = visited.shape[0]
     nq = A.shape[0]
+    out_d = np.empty((nq, kk), np.float32)
+    out_i = np.empty((nq, kk), np.int64)
     for w in prange(workers):
         for i in range(w, nq, workers):
             tag = _next_tag(visited, tags, w)
             _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, up_off,
                         up_nb, compact, A[i], b, C[i], ip, ef, kk, allowed, mode, visited[w], tag,
                         out_d[i], out_i[i])
+    return out_d, out_i
 
 
 # --------------------------------------------------------------------------- searcher
@@ -466,6 +472,12 @@ class GraphSearcher:
                  vmin: np.ndarray | None = None, vdiff: np.ndarray | None = None):
         self.graph = graph
         self.data = data
+        # the kernel's leading arguments, as base-class arrays: Numba types a numpy.memmap (a
+        # loaded file's arrays) through a slow path, about 0.5 us per array on every call
+        self._args = (np.asarray(data), np.asarray(graph.neighbors), np.asarray(graph.offsets),
+                      np.asarray(graph.cum), graph.entry, graph.max_level, np.asarray(graph.hi),
+                      np.asarray(graph.up_nodes), np.asarray(graph.up_off), np.asarray(graph.up_nb),
+                      graph.compact)
         self.ip = metric == "ip"
         self.n = len(data)
         self.dim = data.shape[1]
@@ -509,14 +521,10 @@ class GraphSearcher:
         """(D, I) (nq, kk) in FAISS's convention: D similarity (ip) or squared distance (l2),
         best first; I int64 row numbers, -1 where fewer than kk (allowed) rows were reached."""
         nq = len(q)
-        out_d = np.empty((nq, kk), np.float32)
-        out_i = np.empty((nq, kk), np.int64)
         if nq == 0 or self.n == 0:
-            out_i[:] = -1
-            out_d[:] = -np.inf if self.ip else np.inf
-            return out_d, out_i
+            return (np.full((nq, kk), -np.inf if self.ip else np.inf, np.float32),
+                    np.full((nq, kk), -1, np.int64))
         A, C = self._prepare(q)
-        g = self.graph
         mode = 0 if allowed is None else (2 if two_hop else 1)
         allow = _EMPTY_ALLOWED if allowed is None else allowed
         ef = max(int(ef), int(kk))
@@ -524,9 +532,6 @@ class GraphSearcher:
         tables = self._take(workers)
         try:
             kernel = _search_serial if workers == 1 else _search_parallel
-            kernel(self.data, g.neighbors, g.offsets, g.cum, g.entry, g.max_level, g.hi, g.up_nodes,
-                   g.up_off, g.up_nb, g.compact, A, self._b, C, self.ip, ef, kk, allow, mode,
-                   tables[0], tables[1], out_d, out_i)
+            return kernel(*self._args, A, self._b, C, self.ip, ef, kk, allow, mode, tables[0], tables[1])
         finally:
             self._give(workers, tables)
-        return out_d, out_i

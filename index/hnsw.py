@@ -25,15 +25,17 @@ TWO_HOP_MAX = 0.5
 WALK, TWO_HOP, EXACT = 0, 1, 2          # filtered search kinds (_walk_kind)
 
 # A graph-only file holds arrays raw, each 64-byte aligned; the footer's "graph" entry places
-# them ([start, count, dtype]; the first dtype listed here where a file names none). hnsw: FAISS's
-# HNSW arrays (offsets are FAISS's uint64, stored as int64). hnsw_sq8: the 8-bit codes and their
-# ranges, and the graph in the compact layout of ``graph.compact_arrays``.
-_GRAPH_ARRAYS = (("neighbors", (np.int32,)), ("offsets", (np.int64,)), ("levels", (np.int32,)),
-                 ("cum", (np.int32,)), ("assign_probas", (np.float64,)))
-_SQ8_ARRAYS = (("codes", (np.uint8,)), ("trained", (np.float32,)), ("adj_off", (np.uint32, np.int64)),
-               ("adj_lo", (np.uint16,)), ("adj_hi", (np.uint8, np.uint16)), ("up_nodes", (np.int32,)),
-               ("up_levels", (np.int32,)), ("up_off", (np.int64,)), ("up_nb", (np.int32,)),
-               ("cum", (np.int32,)), ("assign_probas", (np.float64,)))
+# them ([start, count, dtype]; the first dtype listed here where a file names none). hnsw: the
+# graph in the compact layout of ``graph.compact_arrays`` (files written before it hold FAISS's
+# padded arrays, offsets as int64, and still load). hnsw_sq8: its 8-bit codes and their ranges
+# too.
+_COMPACT_ARRAYS = (("adj_off", (np.uint32, np.int64)), ("adj_lo", (np.uint16,)),
+                   ("adj_hi", (np.uint8, np.uint16)), ("up_nodes", (np.int32,)), ("up_levels", (np.int32,)),
+                   ("up_off", (np.int64,)), ("up_nb", (np.int32,)), ("cum", (np.int32,)),
+                   ("assign_probas", (np.float64,)))
+_PADDED_ARRAYS = (("neighbors", (np.int32,)), ("offsets", (np.int64,)), ("levels", (np.int32,)),
+                  ("cum", (np.int32,)), ("assign_probas", (np.float64,)))
+_SQ8_ARRAYS = (("codes", (np.uint8,)), ("trained", (np.float32,))) + _COMPACT_ARRAYS
 
 
 class HNSWFlatIndex(FaissIndex):
@@ -57,7 +59,8 @@ class HNSWFlatIndex(FaissIndex):
     kind = "hnsw"
     # the file holds the graph alone: the float rows it is searched over are the segment's
     # (FAISS's own format would store a second copy of them)
-    file_arrays: ClassVar[tuple] = _GRAPH_ARRAYS
+    file_arrays: ClassVar[tuple] = _COMPACT_ARRAYS
+    padded_arrays: ClassVar[tuple | None] = _PADDED_ARRAYS    # the layout written before (loads)
 
     def __init__(self, dim: int, metric: str, **params):
         super().__init__(dim, metric, **params)
@@ -96,9 +99,11 @@ class HNSWFlatIndex(FaissIndex):
         if self.ntotal == 0:
             return super().save(path)
         g = self._graph_arrays()
-        arrays = self._file_payload()
+        self._write_arrays(path, self._file_payload(), self.file_arrays, g.entry, g.max_level)
+
+    def _write_arrays(self, path, arrays: dict[str, np.ndarray], spec: tuple, entry: int, max_level: int) -> None:
         layout, end = {}, 0
-        for name, dtypes in self.file_arrays:
+        for name, dtypes in spec:
             a = arrays[name]
             dtype = np.dtype(a.dtype if a.dtype in dtypes else dtypes[0])
             start = -(-end // 64) * 64
@@ -107,22 +112,26 @@ class HNSWFlatIndex(FaissIndex):
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
-                for name, _ in self.file_arrays:
+                for name, _ in spec:
                     f.seek(layout[name][0])
                     f.write(memoryview(np.ascontiguousarray(arrays[name].ravel(), layout[name][2])))
                 f.truncate(end)
 
         footer = {**self._footer(), "build": self._build,
-                  "graph": {"entry": int(g.entry), "max_level": int(g.max_level), "arrays": layout}}
+                  "graph": {"entry": int(entry), "max_level": int(max_level), "arrays": layout}}
         write_index_file(path, footer, write)
 
     def _file_payload(self) -> dict[str, np.ndarray]:
         """The arrays a graph-only file holds, by name (``file_arrays``)."""
-        if self._stored is not None:
+        if self._stored is not None and self._stored.compact:
             return self._stored.owner
+        if self._stored is not None:                      # padded, from an older file
+            a = self._stored.owner
+            return {**compact_arrays(a["neighbors"], a["offsets"], a["levels"], a["cum"]),
+                    "cum": a["cum"], "assign_probas": a["assign_probas"]}
         f, h = _faiss(), self._index.hnsw
         g = graph_of(self._index)
-        return {"neighbors": g.neighbors, "offsets": g.offsets, "levels": f.vector_to_array(h.levels),
+        return {**compact_arrays(g.neighbors, g.offsets, f.vector_to_array(h.levels), g.cum),
                 "cum": g.cum, "assign_probas": f.vector_to_array(h.assign_probas)}
 
     @classmethod
@@ -136,7 +145,9 @@ class HNSWFlatIndex(FaissIndex):
         self, footer, v = cls._check_file(path, vectors, dim, metric, params)
         self._build = dict(footer.get("build") or {})
         self._path = Path(path)
-        arrays = _read_arrays(path, footer, cls.file_arrays, mmap)
+        layout = footer["graph"].get("arrays")
+        padded = cls.padded_arrays is not None and isinstance(layout, dict) and "neighbors" in layout
+        arrays = _read_arrays(path, footer, cls.padded_arrays if padded else cls.file_arrays, mmap)
         entry, max_level = footer["graph"].get("entry"), footer["graph"].get("max_level")
         self._stored = self._graph_from(path, arrays, len(v), entry, max_level)
         self._ntotal = len(v)
@@ -147,6 +158,9 @@ class HNSWFlatIndex(FaissIndex):
     def _graph_from(self, path, arrays: dict[str, np.ndarray], n: int, entry, max_level) -> Graph:
         """The loaded graph, checked so that a damaged file is Corruption rather than a walk
         out of bounds (the kernel does no bounds checks)."""
+        if "neighbors" not in arrays:
+            _check_compact(path, arrays, n, entry, max_level)
+            return compact_graph(arrays, arrays["cum"], entry, max_level)
         _check_padded(path, arrays["neighbors"], arrays["offsets"], arrays["levels"], arrays["cum"],
                       n, entry, max_level)
         return Graph(arrays["neighbors"], arrays["offsets"], arrays["cum"], entry, max_level, arrays)
@@ -327,14 +341,13 @@ class HNSWSQ8Index(HNSWFlatIndex):
     The graph is walked on the codes; ``rescore`` r >= 1 re-ranks the best r*k candidates by
     exact scores on the original (segment) vectors, so returned scores are then exact. The
     file holds the codes (without FAISS's padding to a multiple of 8 dimensions, which decode
-    to 0) and the graph in its compact layout (``graph.compact_arrays``): where codes are
-    small (d = 50: 50 bytes a row) FAISS's padded graph (about 145 bytes a row at m=16) would
-    be most of the index.
+    to 0) and the graph in its compact layout (``graph.compact_arrays``), as ``hnsw``'s does.
     """
 
     kind = "hnsw_sq8"
     pad_to = 8
     file_arrays = _SQ8_ARRAYS
+    padded_arrays = None
 
     def _new(self, n: int):
         f = _faiss()
@@ -348,21 +361,17 @@ class HNSWSQ8Index(HNSWFlatIndex):
     def _file_payload(self) -> dict[str, np.ndarray]:
         if self._stored is not None:
             return self._stored.owner
-        f, h = _faiss(), self._index.hnsw
-        g = graph_of(self._index)
+        f = _faiss()
         sq = f.downcast_index(self._index.storage)
         codes = f.rev_swig_ptr(sq.codes.data(), sq.codes.size()).reshape(self.ntotal, sq.code_size)
         return {"codes": np.ascontiguousarray(codes[:, :self.dim]).ravel(),   # FAISS's padding dropped
-                "trained": f.vector_to_array(sq.sq.trained),
-                **compact_arrays(g.neighbors, g.offsets, f.vector_to_array(h.levels), g.cum),
-                "cum": g.cum, "assign_probas": f.vector_to_array(h.assign_probas)}
+                "trained": f.vector_to_array(sq.sq.trained), **super()._file_payload()}
 
     def _graph_from(self, path, arrays: dict[str, np.ndarray], n: int, entry, max_level) -> Graph:
         if len(arrays["codes"]) != n * self.dim or len(arrays["trained"]) != 2 * self._fdim:
             raise Corruption(f"index file {path}: {len(arrays['codes'])} code bytes and "
                              f"{len(arrays['trained'])} ranges for {n} rows of {self.dim}")
-        _check_compact(path, arrays, n, entry, max_level)
-        return compact_graph(arrays, arrays["cum"], entry, max_level)
+        return super()._graph_from(path, arrays, n, entry, max_level)
 
     def _faiss_from_stored(self):
         f = _faiss()

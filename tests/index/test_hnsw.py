@@ -1,6 +1,6 @@
-"""HNSW index files: HNSW-Flat's hold the graph alone (the rows stay in the segment),
-HNSW+SQ8's the codes and the graph in its compact layout; FAISS-format files from before still
-load, and a damaged graph is Corruption, never a walk out of bounds."""
+"""HNSW index files: HNSW-Flat's hold the graph alone in its compact layout (the rows stay in
+the segment), HNSW+SQ8's the codes too; FAISS-format files and padded graph-only files from
+before still load, and a damaged graph is Corruption, never a walk out of bounds."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from vecdb.errors import Corruption
 from vecdb.index.base import FaissIndex, load_index, make_index, read_footer
-from vecdb.index.hnsw import _SQ8_ARRAYS
+from vecdb.index.graph import graph_of
+from vecdb.index.hnsw import _COMPACT_ARRAYS, _PADDED_ARRAYS, _SQ8_ARRAYS
 
 N, D = 600, 24
 
@@ -36,11 +37,12 @@ def test_file_holds_the_graph_not_the_rows(metric, tmp_path):
     index.save(tmp_path / "g.idx")
     FaissIndex.save(index, tmp_path / "faiss.idx")          # FAISS's format: graph + a copy of the rows
     footer = read_footer(tmp_path / "g.idx")
-    assert "graph" in footer
+    assert set(footer["graph"]["arrays"]) == {name for name, _ in _COMPACT_ARRAYS}
     saved = (tmp_path / "faiss.idx").stat().st_size - (tmp_path / "g.idx").stat().st_size
     assert saved > x.nbytes - 1024                           # the copy of the rows is gone
     loaded = load_index(tmp_path / "g.idx", {"type": "hnsw"}, x, D, metric)
     assert loaded.mapped and loaded._index is None           # no FAISS index behind it
+    assert loaded._graph_arrays().compact
     got = loaded.search(q, 10)
     np.testing.assert_array_equal(got[1], expect[1])
     np.testing.assert_array_equal(got[0], expect[0])
@@ -77,11 +79,20 @@ def _payload(path):
     return footer, bytearray(path.read_bytes())
 
 
-def _poke(tmp_path, name, value, at=0, kind="hnsw"):
+def _save_padded(index, path):
+    """The graph-only file as written before the compact layout: FAISS's padded arrays."""
+    f = __import__("faiss")
+    h, g = index._index.hnsw, graph_of(index._index)
+    arrays = {"neighbors": g.neighbors, "offsets": g.offsets, "levels": f.vector_to_array(h.levels),
+              "cum": g.cum, "assign_probas": f.vector_to_array(h.assign_probas)}
+    index._write_arrays(path, arrays, _PADDED_ARRAYS, g.entry, g.max_level)
+
+
+def _poke(tmp_path, name, value, at=0, kind="hnsw", padded=False):
     """The saved file with element ``at`` of graph array ``name`` set to ``value``."""
     index, x, _ = _built(kind=kind)
     path = tmp_path / "g.idx"
-    index.save(path)
+    _save_padded(index, path) if padded else index.save(path)
     footer, data = _payload(path)
     start, _, dtype = footer["graph"]["arrays"][name]
     dtype = np.dtype(dtype)
@@ -102,13 +113,32 @@ def _poke(tmp_path, name, value, at=0, kind="hnsw"):
     ("levels", 99, 4),              # a node above the top level
     ("cum", 3, 0),
 ])
-def test_damaged_graph_is_corruption(name, value, at, tmp_path):
-    bad, x = _poke(tmp_path, name, value, at)
+def test_damaged_padded_graph_is_corruption(name, value, at, tmp_path):
+    bad, x = _poke(tmp_path, name, value, at, padded=True)
     with pytest.raises(Corruption):
         load_index(bad, {"type": "hnsw", "m": 8, "ef_construction": 40}, x, D, "l2")
 
 
-@pytest.mark.parametrize("name, value, at", [
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_padded_graph_only_file_still_loads(metric, tmp_path):
+    """Graph-only files written before the compact layout: FAISS's padded arrays, searched as
+    they are; saving again writes the compact layout, with the same answers."""
+    index, x, q = _built(metric)
+    allowed = np.arange(N) % 5 == 0
+    expect = [index.search(q, 10, a) for a in (None, allowed)]
+    _save_padded(index, tmp_path / "p.idx")
+    loaded = load_index(tmp_path / "p.idx", {"type": "hnsw"}, x, D, metric)
+    assert loaded.mapped and not loaded._graph_arrays().compact
+    loaded.save(tmp_path / "c.idx")
+    again = load_index(tmp_path / "c.idx", {"type": "hnsw"}, x, D, metric)
+    assert again._graph_arrays().compact and again.memory_bytes() < loaded.memory_bytes()
+    for idx in (loaded, again):
+        for (es, er), (gs, gr) in zip(expect, [idx.search(q, 10, a) for a in (None, allowed)]):
+            np.testing.assert_array_equal(gr, er)
+            np.testing.assert_array_equal(gs, es)
+
+
+_COMPACT_DAMAGE = [
     ("adj_hi", 1, 5),               # a level-0 neighbour id past the last row (N < 2**16)
     ("adj_off", 10_000, 7),         # lists that overlap
     ("adj_off", 0, N),              # ids left over after the last list
@@ -117,10 +147,14 @@ def test_damaged_graph_is_corruption(name, value, at, tmp_path):
     ("up_levels", 99, 0),
     ("up_off", 3, 1),               # an upper list that does not match its node's levels
     ("up_nb", N, 0),
-    ("codes", 0, N * D),            # fewer code bytes than rows (count shrunk below)
     ("cum", 3, 0),
-])
-def test_damaged_sq8_graph_is_corruption(name, value, at, tmp_path):
+]
+
+
+@pytest.mark.parametrize("kind, name, value, at",
+                         [(kind, *case) for kind in ("hnsw", "hnsw_sq8") for case in _COMPACT_DAMAGE]
+                         + [("hnsw_sq8", "codes", 0, N * D)])   # fewer code bytes than rows
+def test_damaged_compact_graph_is_corruption(kind, name, value, at, tmp_path):
     if name == "codes":             # cut the codes short: the footer's count says one less row
         index, x, _ = _built(kind="hnsw_sq8")
         index.save(tmp_path / "s.idx")
@@ -131,9 +165,9 @@ def test_damaged_sq8_graph_is_corruption(name, value, at, tmp_path):
         bad = tmp_path / "bad.idx"
         write_index_file(bad, meta, lambda tmp: open(tmp, "wb").write(bytes(data[:footer["payload_bytes"]])))
     else:
-        bad, x = _poke(tmp_path, name, value, at, kind="hnsw_sq8")
+        bad, x = _poke(tmp_path, name, value, at, kind=kind)
     with pytest.raises(Corruption):
-        load_index(bad, {"type": "hnsw_sq8", "m": 8, "ef_construction": 40}, x, D, "l2")
+        load_index(bad, {"type": kind, "m": 8, "ef_construction": 40}, x, D, "l2")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -209,13 +243,12 @@ def test_upper_level_neighbour_below_its_level_is_corruption(tmp_path):
     footer, data = _payload(path)
     arrays = footer["graph"]["arrays"]
 
-    def read(name, dtype):
-        start, count, _ = arrays[name]
+    def read(name):
+        start, count, dtype = arrays[name]
         return np.frombuffer(bytes(data[start:start + count * np.dtype(dtype).itemsize]), dtype)
-    levels, off, cum = read("levels", np.int32), read("offsets", np.int64), read("cum", np.int32)
-    node = int(np.flatnonzero(levels >= 2)[0])
-    low = int(np.flatnonzero(levels == 1)[0])
-    at = arrays["neighbors"][0] + 4 * int(off[node] + cum[1])      # its first level-1 neighbour
+    up_nodes, up_off = read("up_nodes"), read("up_off")
+    low = int(np.setdiff1d(np.arange(N), up_nodes)[0])        # a node on level 0 alone
+    at = arrays["up_nb"][0] + 4 * int(up_off[0])                 # the first upper node's first level-1 neighbour
     data[at:at + 4] = np.array([low], np.int32).tobytes()
     path.write_bytes(bytes(data))
     with pytest.raises(Corruption):

@@ -273,6 +273,15 @@ def _id(neighbors, hi, compact, j):
     return np.int32(neighbors[j])
 
 
+@njit(inline="always")
+def _prefetch_list(neighbors, hi, offsets, cum, compact, node):
+    """The start of ``node``'s level-0 list (both halves of its ids when compact)."""
+    start = _level0(offsets, cum, compact, node)[0]
+    _prefetch1(neighbors, start)
+    if compact:
+        _prefetch1(hi, start)
+
+
 @njit(nogil=True, fastmath=_FAST, cache=True)
 def _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, up_off, up_nb,
                 compact, a, b, c, ip, ef, kk, allowed, mode, visited, tag, out_d, out_i):
@@ -339,7 +348,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, u
         cs -= 1
         base, end = _level0(offsets, cum, compact, node)
         if cs > 0:                                   # the next node to expand, most likely
-            _prefetch1(neighbors, _level0(offsets, cum, compact, ci[0])[0])
+            _prefetch_list(neighbors, hi, offsets, cum, compact, ci[0])
         m = 0
         if mode == 2:                                # two hops through the graph (ACORN-1)
             for j in range(base, end):
@@ -347,7 +356,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, u
                 if v < 0:
                     end = j
                     break
-                _prefetch1(neighbors, _level0(offsets, cum, compact, v)[0])
+                _prefetch_list(neighbors, hi, offsets, cum, compact, v)
                 if allowed[v] and visited[v] != tag:
                     visited[v] = tag
                     buf[m] = v

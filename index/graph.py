@@ -25,7 +25,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["Graph", "GraphSearcher", "compact_arrays", "compact_graph", "graph_of", "padded_arrays"]
+__all__ = ["Graph", "GraphSearcher", "compact_arrays", "compact_graph", "graph_of", "level0_ids", "padded_arrays"]
 
 _EMPTY_ALLOWED = np.zeros(1, np.bool_)
 _ZEROS1 = np.zeros(1, np.float32)
@@ -64,11 +64,15 @@ def compact_arrays(neighbors: np.ndarray, offsets: np.ndarray, levels: np.ndarra
     offsets = np.asarray(offsets).view(np.int64) if offsets.dtype == np.uint64 else np.asarray(offsets, np.int64)
     cum = np.asarray(cum, np.int64)
     n = len(levels)
-    lists = neighbors[offsets[:-1, None] + cum[0] + np.arange(cum[1] - cum[0])]    # (n, 2m)
-    valid = lists >= 0                      # FAISS's lists are a prefix of ids, then -1s
-    ids = lists[valid]
+    ids, deg = [], np.zeros(n, np.int64)
+    for lo in range(0, n, _BLOCK):          # in blocks: the (rows, 2m) gather stays small
+        lists = neighbors[offsets[lo:min(n, lo + _BLOCK), None] + cum[0] + np.arange(cum[1] - cum[0])]
+        valid = lists >= 0                  # FAISS's lists are a prefix of ids, then -1s
+        ids.append(lists[valid])
+        deg[lo:lo + len(lists)] = valid.sum(axis=1)
+    ids = np.concatenate(ids) if ids else np.zeros(0, np.int32)
     adj_off = np.zeros(n + 1, np.int64)
-    np.cumsum(valid.sum(axis=1), out=adj_off[1:])
+    np.cumsum(deg, out=adj_off[1:])
     up_nodes = np.flatnonzero(levels > 1).astype(np.int32)
     up_levels = np.asarray(levels[up_nodes], np.int32)
     sizes = cum[up_levels] - cum[1]
@@ -80,6 +84,14 @@ def compact_arrays(neighbors: np.ndarray, offsets: np.ndarray, levels: np.ndarra
             "adj_hi": (ids >> 16).astype(np.uint8 if n <= 1 << 24 else np.uint16),
             "up_nodes": up_nodes, "up_levels": up_levels, "up_off": up_off,
             "up_nb": np.asarray(neighbors[src], np.int32)}
+
+
+_BLOCK = 1 << 18      # nodes per block when converting layouts
+
+
+def level0_ids(a: dict[str, np.ndarray], lo: int, hi: int) -> np.ndarray:
+    """Entries lo:hi of the compact level-0 lists as int64 ids."""
+    return np.asarray(a["adj_lo"][lo:hi], np.int64) | (np.asarray(a["adj_hi"][lo:hi], np.int64) << 16)
 
 
 def padded_arrays(a: dict[str, np.ndarray], cum: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,8 +106,7 @@ def padded_arrays(a: dict[str, np.ndarray], cum: np.ndarray) -> tuple[np.ndarray
     neighbors = np.full(offsets[-1], -1, np.int32)
     deg = np.diff(adj_off)
     node = np.repeat(np.arange(n), deg)
-    neighbors[offsets[node] + cum[0] + np.arange(len(node)) - adj_off[node]] = \
-        np.asarray(a["adj_lo"], np.int32) | (np.asarray(a["adj_hi"], np.int32) << 16)
+    neighbors[offsets[node] + cum[0] + np.arange(len(node)) - adj_off[node]] = level0_ids(a, 0, len(node))
     up_off = np.asarray(a["up_off"], np.int64)
     sizes = np.diff(up_off)
     dst = np.repeat(offsets[np.asarray(a["up_nodes"], np.int64)] + cum[1] - up_off[:-1], sizes)
@@ -269,7 +280,7 @@ def _level0(offsets, cum, compact, node):
 def _id(neighbors, hi, compact, j):
     """Neighbour id at ``j``: int32, or 16 low bits plus the high bits when compact."""
     if compact:
-        return np.int32(neighbors[j]) | (np.int32(hi[j]) << 16)
+        return np.int32(np.int64(neighbors[j]) | (np.int64(hi[j]) << 16))
     return np.int32(neighbors[j])
 
 

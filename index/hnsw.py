@@ -10,7 +10,7 @@ import numpy as np
 
 from vecdb.errors import Corruption
 from vecdb.index.base import FaissIndex, _faiss, pad, read_footer, write_index_file
-from vecdb.index.graph import Graph, GraphSearcher, compact_arrays, compact_graph, graph_of, padded_arrays
+from vecdb.index.graph import Graph, GraphSearcher, compact_arrays, compact_graph, graph_of, level0_ids, padded_arrays
 from vecdb.index.planner import graph_beam
 
 __all__ = ["HNSWFlatIndex", "HNSWSQ8Index"]
@@ -60,7 +60,7 @@ class HNSWFlatIndex(FaissIndex):
     # the file holds the graph alone: the float rows it is searched over are the segment's
     # (FAISS's own format would store a second copy of them)
     file_arrays: ClassVar[tuple] = _COMPACT_ARRAYS
-    padded_arrays: ClassVar[tuple | None] = _PADDED_ARRAYS    # the layout written before (loads)
+    legacy_arrays: ClassVar[tuple | None] = _PADDED_ARRAYS    # the layout written before (loads)
 
     def __init__(self, dim: int, metric: str, **params):
         super().__init__(dim, metric, **params)
@@ -146,8 +146,8 @@ class HNSWFlatIndex(FaissIndex):
         self._build = dict(footer.get("build") or {})
         self._path = Path(path)
         layout = footer["graph"].get("arrays")
-        padded = cls.padded_arrays is not None and isinstance(layout, dict) and "neighbors" in layout
-        arrays = _read_arrays(path, footer, cls.padded_arrays if padded else cls.file_arrays, mmap)
+        padded = cls.legacy_arrays is not None and isinstance(layout, dict) and "neighbors" in layout
+        arrays = _read_arrays(path, footer, cls.legacy_arrays if padded else cls.file_arrays, mmap)
         entry, max_level = footer["graph"].get("entry"), footer["graph"].get("max_level")
         self._stored = self._graph_from(path, arrays, len(v), entry, max_level)
         self._ntotal = len(v)
@@ -295,8 +295,7 @@ def _read_arrays(path: str | Path, footer: dict, spec: tuple, mmap: bool) -> dic
 def _check_padded(path, nb, off, levels, cum, n: int, entry, max_level) -> None:
     """FAISS's padded graph arrays are consistent: sizes, offsets, ids in range, entry point,
     and upper-level neighbours living on that level."""
-    ok = (len(off) == n + 1 and len(levels) == n and len(cum) >= 2 and n > 0
-          and cum[0] == 0 and bool((np.diff(cum.astype(np.int64)) >= 0).all())
+    ok = (len(off) == n + 1 and len(levels) == n and _check_cum(cum) and n > 0
           and type(entry) is int and 0 <= entry < n and type(max_level) is int
           and 0 <= max_level < len(cum) - 1)
     ok = ok and off[0] == 0 and off[-1] == len(nb) and bool((levels >= 1).all()) and bool((levels < len(cum)).all())
@@ -314,25 +313,47 @@ def _check_padded(path, nb, off, levels, cum, n: int, entry, max_level) -> None:
         raise Corruption(f"index file {path}: the HNSW graph is damaged (sizes or neighbour ids out of range)")
 
 
+def _check_cum(cum) -> bool:
+    """Neighbours per level as FAISS lays them out: level 0 the longest list (2m, m above)."""
+    if len(cum) < 2 or cum[0] != 0:
+        return False
+    width = np.diff(cum.astype(np.int64))
+    return bool((width >= 0).all()) and bool((width <= width[0]).all())
+
+
 def _check_compact(path, a: dict[str, np.ndarray], n: int, entry, max_level) -> None:
-    """The compact graph is consistent (``graph.compact_arrays``): what the kernel reads
-    directly is checked here, the rest through the padded form it expands to."""
-    cum = a["cum"]
+    """The compact graph is consistent (``graph.compact_arrays``), checked on its own arrays
+    (level 0 in blocks), so a load does not expand it."""
+    cum, up, up_levels, up_off, up_nb = a["cum"], a["up_nodes"], a["up_levels"], a["up_off"], a["up_nb"]
     off = a["adj_off"].astype(np.int64)
-    up = a["up_nodes"]
     deg = np.diff(off)
-    ok = (len(cum) >= 2 and len(off) == n + 1 and n > 0 and off[0] == 0 and off[-1] == len(a["adj_lo"])
-          == len(a["adj_hi"]) and bool((deg >= 0).all()) and int(deg.max()) <= int(cum[1]) - int(cum[0])
-          and len(a["up_levels"]) == len(up) and len(a["up_off"]) == len(up) + 1
-          and bool((np.diff(up.astype(np.int64)) > 0).all())
-          and (len(up) == 0 or (int(up[0]) >= 0 and int(up[-1]) < n))
-          and bool((a["up_levels"] >= 2).all()) and bool((a["up_levels"] < len(cum)).all())
-          and a["up_off"][0] == 0 and a["up_off"][-1] == len(a["up_nb"])
-          and bool((np.diff(a["up_off"]) == cum[a["up_levels"]].astype(np.int64) - cum[1]).all()))
+    ok = (_check_cum(cum) and len(off) == n + 1 and n > 0 and off[0] == 0
+          and off[-1] == len(a["adj_lo"]) == len(a["adj_hi"]) and bool((deg >= 0).all())
+          and int(deg.max()) <= int(cum[1]) - int(cum[0])
+          and type(entry) is int and 0 <= entry < n and type(max_level) is int and 0 <= max_level < len(cum) - 1
+          and len(up_levels) == len(up) and len(up_off) == len(up) + 1
+          and bool((np.diff(up.astype(np.int64)) > 0).all()) and (len(up) == 0 or (up[0] >= 0 and up[-1] < n))
+          and bool((up_levels >= 2).all()) and bool((up_levels < len(cum)).all())
+          and up_off[0] == 0 and up_off[-1] == len(up_nb)
+          and bool((np.diff(up_off) == cum[up_levels].astype(np.int64) - cum[1]).all()))
+    for lo in range(0, int(off[-1]) if ok else 0, 1 << 20):    # level-0 ids: real rows, no padding
+        ids = level0_ids(a, lo, lo + (1 << 20))
+        ok = ok and int(ids.min()) >= 0 and int(ids.max()) < n
+    if ok:                                     # the entry point tops the graph
+        p = int(np.searchsorted(up, entry))
+        top = int(up_levels[p]) if p < len(up) and up[p] == entry else 1
+        ok = top == max_level + 1
+    if ok and len(up_nb):                      # upper lists: upper nodes of that level, or -1 after
+        slot = np.arange(len(up_nb))
+        within = slot - up_off[np.searchsorted(up_off, slot, side="right") - 1]
+        slot_level = np.searchsorted(cum[1:].astype(np.int64) - cum[1], within, side="right")
+        ok = int(up_nb.min()) >= -1 and int(up_nb.max()) < n
+        real = up_nb >= 0
+        ids, need = up_nb[real], slot_level[real]
+        pos = np.minimum(np.searchsorted(up, ids), len(up) - 1)
+        ok = ok and bool((up[pos] == ids).all()) and bool((up_levels[pos] > need).all())
     if not ok:
         raise Corruption(f"index file {path}: the HNSW graph is damaged (sizes or neighbour ids out of range)")
-    nb, offsets, levels = padded_arrays(a, cum)
-    _check_padded(path, nb, offsets, levels, cum, n, entry, max_level)
 
 
 class HNSWSQ8Index(HNSWFlatIndex):
@@ -347,7 +368,7 @@ class HNSWSQ8Index(HNSWFlatIndex):
     kind = "hnsw_sq8"
     pad_to = 8
     file_arrays = _SQ8_ARRAYS
-    padded_arrays = None
+    legacy_arrays = None
 
     def _new(self, n: int):
         f = _faiss()
@@ -376,7 +397,8 @@ class HNSWSQ8Index(HNSWFlatIndex):
     def _faiss_from_stored(self):
         f = _faiss()
         a = self._stored.owner
-        index = self._new(self.ntotal)
+        index = f.IndexHNSWSQ(self._fdim, f.ScalarQuantizer.QT_8bit, self._build.get("m", self.params["m"]),
+                              self.faiss_metric)                 # the graph's m, as built
         sq = f.downcast_index(index.storage)
         f.copy_array_to_vector(np.ascontiguousarray(a["trained"]), sq.sq.trained)
         codes = np.zeros((self.ntotal, self._fdim), np.uint8)    # FAISS's padding dimensions

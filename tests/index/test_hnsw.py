@@ -94,14 +94,13 @@ def _poke(tmp_path, name, value, at=0, kind="hnsw", padded=False):
     path = tmp_path / "g.idx"
     _save_padded(index, path) if padded else index.save(path)
     footer, data = _payload(path)
-    start, _, dtype = footer["graph"]["arrays"][name]
+    start, count, dtype = footer["graph"]["arrays"][name]
     dtype = np.dtype(dtype)
+    at = at % count                            # negative: from the end
     data[start + at * dtype.itemsize:start + (at + 1) * dtype.itemsize] = np.array([value], dtype).tobytes()
     bad = tmp_path / f"bad-{name}.idx"
     bad.write_bytes(bytes(data))
     return bad, x
-
-
 
 
 @pytest.mark.parametrize("name, value, at", [
@@ -190,10 +189,11 @@ def test_random_damage_never_crashes_a_search(flips, kind, tmp_path_factory):
         return
     allowed = np.arange(N) % 3 == 0
     for a in (None, allowed):
-        s, rows = loaded.search(q, 10, a, params={"exact_fallback": False})
-        assert ((rows >= -1) & (rows < N)).all()
-        if a is not None:
-            assert allowed[rows[rows >= 0]].all()
+        for batch in (q, q[:1], q[1:2]):          # parallel and serial kernels
+            s, rows = loaded.search(batch, 10, a, params={"exact_fallback": False})
+            assert ((rows >= -1) & (rows < N)).all()
+            if a is not None:
+                assert allowed[rows[rows >= 0]].all()
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
@@ -223,15 +223,51 @@ def test_sq8_file_holds_codes_and_the_compact_graph(metric, tmp_path):
 def test_loaded_sq8_graph_grows_like_the_built_one(tmp_path):
     index, x, q = _built(kind="hnsw_sq8")
     index.save(tmp_path / "s.idx")
-    loaded = load_index(tmp_path / "s.idx", {"type": "hnsw_sq8"}, x, D, "l2")
+    loaded = load_index(tmp_path / "s.idx", {"type": "hnsw_sq8"}, x, D, "l2")   # defaults: m=32
     more = np.random.default_rng(5).standard_normal((50, D)).astype(np.float32)
     index.add(more)
     loaded.add(more)
     assert loaded.ntotal == index.ntotal == N + 50 and not loaded.mapped
+    assert loaded._build == {"m": 8, "ef_construction": 40}          # the file's, not the defaults
+    assert loaded._index.hnsw.efConstruction == 40
     for rescore in (0, 2):
         p = {"rescore": rescore}
         np.testing.assert_array_equal(loaded.search(more[:10], 5, params=p)[1], index.search(more[:10], 5, params=p)[1])
         np.testing.assert_array_equal(loaded.search(q, 10, params=p)[1], index.search(q, 10, params=p)[1])
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "hnsw_sq8"])
+def test_wide_id_and_offset_types_search_alike(kind, tmp_path):
+    """Segments past 16.7M rows store the ids' high bits as uint16, and past 4G links the
+    offsets as int64: a small graph written that way searches exactly like the narrow one,
+    and a uint16 high half that makes an id past the rows is Corruption (not a wrapped -1)."""
+    index, x, q = _built(kind=kind)
+    index.save(tmp_path / "n.idx")
+    narrow = load_index(tmp_path / "n.idx", {"type": kind}, x, D, "l2")
+    arrays = dict(narrow._stored.owner)
+    arrays["adj_hi"], arrays["adj_off"] = arrays["adj_hi"].astype(np.uint16), arrays["adj_off"].astype(np.int64)
+    g = narrow._stored
+    narrow._write_arrays(tmp_path / "w.idx", arrays, narrow.file_arrays, g.entry, g.max_level)
+    wide = load_index(tmp_path / "w.idx", {"type": kind}, x, D, "l2")
+    assert wide._stored.hi.dtype == np.uint16 and wide._stored.offsets.dtype == np.int64
+    allowed = np.arange(N) % 4 == 0
+    for a in (None, allowed):
+        for batch in (q, q[:1]):
+            np.testing.assert_array_equal(wide.search(batch, 10, a)[1], narrow.search(batch, 10, a)[1])
+    arrays["adj_hi"] = arrays["adj_hi"].copy()
+    arrays["adj_lo"] = arrays["adj_lo"].copy()
+    arrays["adj_hi"][3], arrays["adj_lo"][3] = 0xFFFF, 0xFFFF      # int32 arithmetic would read -1
+    narrow._write_arrays(tmp_path / "bad.idx", arrays, narrow.file_arrays, g.entry, g.max_level)
+    with pytest.raises(Corruption):
+        load_index(tmp_path / "bad.idx", {"type": kind}, x, D, "l2")
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_unused_top_level_wider_than_level_0_is_corruption(padded, tmp_path):
+    """A level's list is never longer than level 0's (the kernel sizes its buffers by it)."""
+    bad, x = _poke(tmp_path, "cum", 2**31 - 1, -1, padded=padded)
+    with pytest.raises(Corruption):
+        load_index(bad, {"type": "hnsw", "m": 8, "ef_construction": 40}, x, D, "l2")
 
 
 def test_upper_level_neighbour_below_its_level_is_corruption(tmp_path):

@@ -402,30 +402,36 @@ class VectorIndex(abc.ABC):
 
     # ---- searching
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
-               params: dict | None = None, *, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+               params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows per query, best first: scores (q, k) float32, rows (q, k) int64 (-1 pads).
 
-        ``allowed``: optional bool mask (ntotal,) of the rows that may be returned; ``count``:
-        its number of True entries where the caller already knows it (saves a pass over it).
+        ``allowed``: optional bool mask (ntotal,) of the rows that may be returned.
         ``params``: per-call search params (ef, nprobe, rescore, filter_widen, exact_fallback);
         names that do not apply to this index type are ignored, unknown names raise.
         """
         q = as_vectors(queries, self.dim, "queries")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InvalidArgument(f"k must be a positive integer, got {k!r}")
-        k = int(k)
-        p = self.search_params(params)
-        n = self.ntotal
-        if allowed is None:
-            count = n
-        else:
+        count = None
+        if allowed is not None:
             allowed = np.asarray(allowed)
+            n = self.ntotal
             if allowed.dtype != np.bool_ or allowed.shape != (n,):
                 raise InvalidArgument(f"allowed must be a bool mask of shape ({n},), "
                                       f"got {allowed.dtype} {allowed.shape}")
-            count = int(np.count_nonzero(allowed)) if count is None else count
-            if count == n:
-                allowed = None
+            count = int(np.count_nonzero(allowed))
+        return self.search_checked(q, int(k), allowed, self.search_params(params), count)
+
+    def search_checked(self, q: np.ndarray, k: int, allowed: np.ndarray | None, p: dict[str, Any],
+                       count: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """``search`` on arguments its caller has checked: q (nq, dim) float32 C-contiguous,
+        k >= 1, allowed None or a bool mask (ntotal,) with ``count`` True entries, p from
+        ``search_params`` (the collection validates all of these once per search)."""
+        n = self.ntotal
+        if allowed is None:
+            count = n
+        elif count == n:
+            allowed = None
         if count == 0 or len(q) == 0:
             return pad(len(q), k, self.metric)
         scores, rows = self._search(q, k, allowed, count, p)

@@ -293,17 +293,24 @@ def _prefetch_list(neighbors, hi, offsets, cum, compact, node):
         _prefetch1(hi, start)
 
 
+@njit(nogil=True)
+def _scratch(cum, ef):
+    """One worker's buffers, reused query after query: neighbour ids and distances (as long
+    as the longest list, level 0's), the result heap and the candidate heap (it may grow)."""
+    nmax = cum[1] - cum[0]
+    cap = max(64, 2 * ef)
+    return (np.empty(nmax, np.int32), np.empty(nmax, np.float32), np.empty(ef + 1, np.float32),
+            np.empty(ef + 1, np.int32), np.empty(cap, np.float32), np.empty(cap, np.int32))
+
+
 @njit(nogil=True, fastmath=_FAST, cache=True)
 def _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, up_off, up_nb,
-                compact, a, b, c, ip, ef, kk, allowed, mode, visited, tag, out_d, out_i):
+                compact, a, b, c, ip, ef, kk, allowed, mode, visited, tag, scratch, out_d, out_i):
     """One query: fills out_d/out_i (kk) best first with FAISS-convention scores."""
     cur = entry
     dcur = _dist(data, cur, a, b, c, ip)
-    nmax = 0                                        # the longest neighbour list (level 0's)
-    for level in range(cum.shape[0] - 1):
-        nmax = max(nmax, cum[level + 1] - cum[level])
-    buf = np.empty(nmax, np.int32)
-    dbuf = np.empty(nmax, np.float32)
+    buf, dbuf, rd, ri, cd, ci = scratch
+    cap = cd.shape[0]
     for level in range(max_level, 0, -1):          # greedy descent
         lo = cum[level]
         hi_ = cum[level + 1]
@@ -332,11 +339,6 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, u
                     cur = buf[t]
                     changed = True
     # level 0: beam of width ef
-    rd = np.empty(ef + 1, np.float32)
-    ri = np.empty(ef + 1, np.int32)
-    cap = max(64, 2 * ef)
-    cd = np.empty(cap, np.float32)
-    ci = np.empty(cap, np.int32)
     rs = 0
     cs = 0
     inf = np.float32(np.inf)
@@ -453,11 +455,12 @@ def _search_serial(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes
                    compact, A, b, C, ip, ef, kk, allowed, mode, visited, tags):
     out_d = np.empty((A.shape[0], kk), np.float32)
     out_i = np.empty((A.shape[0], kk), np.int64)
+    scratch = _scratch(cum, ef)
     for i in range(A.shape[0]):
         tag = _next_tag(visited, tags, 0)
         _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, up_off, up_nb,
-                    compact, A[i], b, C[i], ip, ef, kk, allowed, mode, visited[0], tag, out_d[i],
-                    out_i[i])
+                    compact, A[i], b, C[i], ip, ef, kk, allowed, mode, visited[0], tag, scratch,
+                    out_d[i], out_i[i])
     return out_d, out_i
 
 
@@ -469,11 +472,12 @@ def _search_parallel(data, neighbors, offsets, cum, entry, max_level, hi, up_nod
     out_d = np.empty((nq, kk), np.float32)
     out_i = np.empty((nq, kk), np.int64)
     for w in prange(workers):
+        scratch = _scratch(cum, ef)
         for i in range(w, nq, workers):
             tag = _next_tag(visited, tags, w)
             _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, up_off,
                         up_nb, compact, A[i], b, C[i], ip, ef, kk, allowed, mode, visited[w], tag,
-                        out_d[i], out_i[i])
+                        scratch, out_d[i], out_i[i])
     return out_d, out_i
 
 

@@ -242,7 +242,7 @@ class Collection:
                                 seg.index_kind if seg is not None else None, index is not None, params,
                                 dim, None if index is None else params.get("ef", index.params.get("ef")))
             if plan.strategy == "index":
-                s, rows = index.search(q, k, allowed, params, count=n_allowed)
+                s, rows = index.search_checked(q, k, allowed, index.search_params(params), n_allowed)
             elif (plan.strategy == "exact" and seg is not None and expr is not None
                   and n_allowed <= COMPACT_SCAN_SELECTIVITY * seg.n):
                 # selective filter: scan a cached compact copy of the matching rows

@@ -57,6 +57,9 @@ class Graph(NamedTuple):
     compact: bool = False
 
 
+_BLOCK = 1 << 18      # nodes per block when converting layouts
+
+
 def compact_arrays(neighbors: np.ndarray, offsets: np.ndarray, levels: np.ndarray,
                    cum: np.ndarray) -> dict[str, np.ndarray]:
     """FAISS's padded graph arrays in the compact layout (``Graph``): at m=16 about 3 bytes
@@ -84,9 +87,6 @@ def compact_arrays(neighbors: np.ndarray, offsets: np.ndarray, levels: np.ndarra
             "adj_hi": (ids >> 16).astype(np.uint8 if n <= 1 << 24 else np.uint16),
             "up_nodes": up_nodes, "up_levels": up_levels, "up_off": up_off,
             "up_nb": np.asarray(neighbors[src], np.int32)}
-
-
-_BLOCK = 1 << 18      # nodes per block when converting layouts
 
 
 def level0_ids(a: dict[str, np.ndarray], lo: int, hi: int) -> np.ndarray:
@@ -494,8 +494,7 @@ class GraphSearcher:
 
     def __init__(self, graph: Graph, data: np.ndarray, metric: str,
                  vmin: np.ndarray | None = None, vdiff: np.ndarray | None = None):
-        self.graph = graph
-        self.data = data
+        self.graph = graph       # keeps graph.owner (the FAISS index the views point into) alive
         # the kernel's leading arguments, as base-class arrays: Numba types a numpy.memmap (a
         # loaded file's arrays) through a slow path, about 0.5 us per array on every call
         self._args = (np.asarray(data), np.asarray(graph.neighbors), np.asarray(graph.offsets),

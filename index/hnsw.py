@@ -167,8 +167,7 @@ class HNSWFlatIndex(FaissIndex):
 
     def _faiss_from_stored(self):
         """A FAISS index holding the loaded graph and the segment's rows (to add to it)."""
-        f = _faiss()
-        index = f.IndexHNSWFlat(self._fdim, self._build.get("m", self.params["m"]), self.faiss_metric)
+        index = self._faiss_index(self._build.get("m", self.params["m"]))   # the graph's m, as built
         index.storage.add(self._fx(self._vectors[:self.ntotal]))
         return self._graph_into(index)
 
@@ -188,11 +187,12 @@ class HNSWFlatIndex(FaissIndex):
         index.ntotal = self.ntotal
         return index
 
-    def _new(self, n: int):
-        index = _faiss().IndexHNSWFlat(self._fdim, self.params["m"], self.faiss_metric)
-        return self._configure(index)
+    def _faiss_index(self, m: int):
+        """An empty FAISS index of this kind with ``m`` links per node (2m on level 0)."""
+        return _faiss().IndexHNSWFlat(self._fdim, m, self.faiss_metric)
 
-    def _configure(self, index):
+    def _new(self, n: int):
+        index = self._faiss_index(self.params["m"])
         index.hnsw.efConstruction = self.params["ef_construction"]
         self._build.update(m=self.params["m"], ef_construction=self.params["ef_construction"])
         return index
@@ -370,23 +370,27 @@ class HNSWSQ8Index(HNSWFlatIndex):
     file_arrays = _SQ8_ARRAYS
     legacy_arrays = None
 
-    def _new(self, n: int):
+    def _faiss_index(self, m: int):
         f = _faiss()
-        index = f.IndexHNSWSQ(self._fdim, f.ScalarQuantizer.QT_8bit, self.params["m"], self.faiss_metric)
-        return self._configure(index)
+        return f.IndexHNSWSQ(self._fdim, f.ScalarQuantizer.QT_8bit, m, self.faiss_metric)
 
     def _storage_bytes(self) -> int:
         sq = _faiss().downcast_index(self._index.storage)
         return int(sq.codes.size() + sq.sq.trained.size() * 4)
 
-    def _file_payload(self) -> dict[str, np.ndarray]:
-        if self._stored is not None:
-            return self._stored.owner
+    def _faiss_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's codes (ntotal, its d), a view, and the trained ranges (vmin then vdiff)."""
         f = _faiss()
         sq = f.downcast_index(self._index.storage)
         codes = f.rev_swig_ptr(sq.codes.data(), sq.codes.size()).reshape(self.ntotal, sq.code_size)
+        return codes, f.vector_to_array(sq.sq.trained)
+
+    def _file_payload(self) -> dict[str, np.ndarray]:
+        if self._stored is not None:
+            return self._stored.owner
+        codes, trained = self._faiss_codes()
         return {"codes": np.ascontiguousarray(codes[:, :self.dim]).ravel(),   # FAISS's padding dropped
-                "trained": f.vector_to_array(sq.sq.trained), **super()._file_payload()}
+                "trained": trained, **super()._file_payload()}
 
     def _graph_from(self, path, arrays: dict[str, np.ndarray], n: int, entry, max_level) -> Graph:
         if len(arrays["codes"]) != n * self.dim or len(arrays["trained"]) != 2 * self._fdim:
@@ -397,8 +401,7 @@ class HNSWSQ8Index(HNSWFlatIndex):
     def _faiss_from_stored(self):
         f = _faiss()
         a = self._stored.owner
-        index = f.IndexHNSWSQ(self._fdim, f.ScalarQuantizer.QT_8bit, self._build.get("m", self.params["m"]),
-                              self.faiss_metric)                 # the graph's m, as built
+        index = self._faiss_index(self._build.get("m", self.params["m"]))   # the graph's m, as built
         sq = f.downcast_index(index.storage)
         f.copy_array_to_vector(np.ascontiguousarray(a["trained"]), sq.sq.trained)
         codes = np.zeros((self.ntotal, self._fdim), np.uint8)    # FAISS's padding dimensions
@@ -415,8 +418,5 @@ class HNSWSQ8Index(HNSWFlatIndex):
             a, dim = self._stored.owner, self.dim
             return GraphSearcher(self._stored, a["codes"].reshape(self.ntotal, dim), self.metric,
                                  a["trained"][:dim], a["trained"][d:d + dim])
-        f = _faiss()
-        sq = f.downcast_index(self._index.storage)
-        codes = f.rev_swig_ptr(sq.codes.data(), sq.codes.size()).reshape(self.ntotal, sq.code_size)
-        trained = f.vector_to_array(sq.sq.trained)
+        codes, trained = self._faiss_codes()
         return GraphSearcher(graph_of(self._index), codes, self.metric, trained[:d], trained[d:2 * d])

@@ -191,16 +191,16 @@ def _dist(data, v, a, b, c, ip):
 
 
 @njit(inline="always", fastmath=_FAST)
-def _dist4(data, v0, v1, v2, v3, a, b, c, ip, out, t):
-    """Distances of four rows at once (four loads in flight per step)."""
+def _dist4(data, buf, t, a, b, c, ip, out):
+    """Distances of rows buf[t:t + 4] into out[t:t + 4], four loads in flight per step."""
     s0 = np.float32(0.0)
     s1 = np.float32(0.0)
     s2 = np.float32(0.0)
     s3 = np.float32(0.0)
-    x0 = data[v0]
-    x1 = data[v1]
-    x2 = data[v2]
-    x3 = data[v3]
+    x0 = data[buf[t]]
+    x1 = data[buf[t + 1]]
+    x2 = data[buf[t + 2]]
+    x3 = data[buf[t + 3]]
     if ip:
         for j in range(a.shape[0]):
             aj = a[j]
@@ -208,7 +208,7 @@ def _dist4(data, v0, v1, v2, v3, a, b, c, ip, out, t):
             s1 += aj * np.float32(x1[j])
             s2 += aj * np.float32(x2[j])
             s3 += aj * np.float32(x3[j])
-        out[t + 0] = -(s0 + c)
+        out[t] = -(s0 + c)
         out[t + 1] = -(s1 + c)
         out[t + 2] = -(s2 + c)
         out[t + 3] = -(s3 + c)
@@ -224,10 +224,119 @@ def _dist4(data, v0, v1, v2, v3, a, b, c, ip, out, t):
         s1 += t1 * t1
         s2 += t2 * t2
         s3 += t3 * t3
-    out[t + 0] = s0
+    out[t] = s0
     out[t + 1] = s1
     out[t + 2] = s2
     out[t + 3] = s3
+
+
+@njit(inline="always", fastmath=_FAST)
+def _ip8(data, buf, t, a, c, out):
+    """Inner-product distances of rows buf[t:t + 8] into out[t:t + 8] (see ``_dists``)."""
+    s0 = np.float32(0.0)
+    s1 = np.float32(0.0)
+    s2 = np.float32(0.0)
+    s3 = np.float32(0.0)
+    s4 = np.float32(0.0)
+    s5 = np.float32(0.0)
+    s6 = np.float32(0.0)
+    s7 = np.float32(0.0)
+    x0 = data[buf[t]]
+    x1 = data[buf[t + 1]]
+    x2 = data[buf[t + 2]]
+    x3 = data[buf[t + 3]]
+    x4 = data[buf[t + 4]]
+    x5 = data[buf[t + 5]]
+    x6 = data[buf[t + 6]]
+    x7 = data[buf[t + 7]]
+    for j in range(a.shape[0]):
+        aj = a[j]
+        s0 += aj * np.float32(x0[j])
+        s1 += aj * np.float32(x1[j])
+        s2 += aj * np.float32(x2[j])
+        s3 += aj * np.float32(x3[j])
+        s4 += aj * np.float32(x4[j])
+        s5 += aj * np.float32(x5[j])
+        s6 += aj * np.float32(x6[j])
+        s7 += aj * np.float32(x7[j])
+    out[t] = -(s0 + c)
+    out[t + 1] = -(s1 + c)
+    out[t + 2] = -(s2 + c)
+    out[t + 3] = -(s3 + c)
+    out[t + 4] = -(s4 + c)
+    out[t + 5] = -(s5 + c)
+    out[t + 6] = -(s6 + c)
+    out[t + 7] = -(s7 + c)
+
+
+@njit(inline="always", fastmath=_FAST)
+def _l28(data, buf, t, a, b, out):
+    """Squared L2 distances of rows buf[t:t + 8] into out[t:t + 8] (see ``_dists``)."""
+    s0 = np.float32(0.0)
+    s1 = np.float32(0.0)
+    s2 = np.float32(0.0)
+    s3 = np.float32(0.0)
+    s4 = np.float32(0.0)
+    s5 = np.float32(0.0)
+    s6 = np.float32(0.0)
+    s7 = np.float32(0.0)
+    x0 = data[buf[t]]
+    x1 = data[buf[t + 1]]
+    x2 = data[buf[t + 2]]
+    x3 = data[buf[t + 3]]
+    x4 = data[buf[t + 4]]
+    x5 = data[buf[t + 5]]
+    x6 = data[buf[t + 6]]
+    x7 = data[buf[t + 7]]
+    for j in range(a.shape[0]):
+        aj = a[j]
+        bj = b[j]
+        t0 = aj - bj * np.float32(x0[j])
+        t1 = aj - bj * np.float32(x1[j])
+        t2 = aj - bj * np.float32(x2[j])
+        t3 = aj - bj * np.float32(x3[j])
+        t4 = aj - bj * np.float32(x4[j])
+        t5 = aj - bj * np.float32(x5[j])
+        t6 = aj - bj * np.float32(x6[j])
+        t7 = aj - bj * np.float32(x7[j])
+        s0 += t0 * t0
+        s1 += t1 * t1
+        s2 += t2 * t2
+        s3 += t3 * t3
+        s4 += t4 * t4
+        s5 += t5 * t5
+        s6 += t6 * t6
+        s7 += t7 * t7
+    out[t] = s0
+    out[t + 1] = s1
+    out[t + 2] = s2
+    out[t + 3] = s3
+    out[t + 4] = s4
+    out[t + 5] = s5
+    out[t + 6] = s6
+    out[t + 7] = s7
+
+
+@njit(inline="always")
+def _dists(data, buf, m, a, b, c, ip, out):
+    """Distances of rows buf[:m] into out[:m]: eight rows a step (one metric per loop, so each
+    vectorises cleanly), then four, then one. Eight rather than four loads in flight gave
+    1.10-1.12x on WordNet-384 at ef 28-48 and 1.03x on GloVe-50 at ef 112."""
+    t = 0
+    if ip:
+        while t + 8 <= m:
+            _ip8(data, buf, t, a, c, out)
+            t += 8
+    else:
+        while t + 8 <= m:
+            _l28(data, buf, t, a, b, out)
+            t += 8
+    if t + 4 <= m:
+        _dist4(data, buf, t, a, b, c, ip, out)
+        t += 4
+    while t < m:
+        out[t] = _dist(data, buf[t], a, b, c, ip)
+        t += 1
 
 
 @njit(inline="always")
@@ -329,10 +438,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, u
                 buf[m] = v
                 m += 1
                 _prefetch_row(data, v)
-            for t in range(0, m - 3, 4):
-                _dist4(data, buf[t], buf[t + 1], buf[t + 2], buf[t + 3], a, b, c, ip, dbuf, t)
-            for t in range(m - m % 4, m):
-                dbuf[t] = _dist(data, buf[t], a, b, c, ip)
+            _dists(data, buf, m, a, b, c, ip, dbuf)
             for t in range(m):
                 if dbuf[t] < dcur:
                     dcur = dbuf[t]
@@ -401,10 +507,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, u
                     buf[m] = v
                     m += 1
                     _prefetch_row(data, v)
-        for t in range(0, m - 3, 4):                 # distances, four at a time
-            _dist4(data, buf[t], buf[t + 1], buf[t + 2], buf[t + 3], a, b, c, ip, dbuf, t)
-        for t in range(m - m % 4, m):
-            dbuf[t] = _dist(data, buf[t], a, b, c, ip)
+        _dists(data, buf, m, a, b, c, ip, dbuf)
         for t in range(m):                           # beam update
             v = buf[t]
             d = dbuf[t]

@@ -56,14 +56,21 @@ class SubprocessServer:
     def __init__(self, data: Path, *args: str, env: dict | None = None):
         full_env = {**os.environ, **(env or {})}
         full_env["PYTHONPATH"] = str(ROOT)
+        self.log_path = Path(data).parent / f"{Path(data).name}-server.log"
+        self._log = open(self.log_path, "a")     # a file, not a pipe: a full pipe would block it
         self.proc = subprocess.Popen([sys.executable, "-m", "vecdb.server.app", "--data", str(data),
-                                      "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      "--port", "0", *args], stdout=subprocess.PIPE, stderr=self._log,
                                      text=True, env=full_env, cwd=ROOT)
         line = self.proc.stdout.readline()
         if not line.startswith("listening on "):
             self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read()}")
+            self.proc.wait()
+            raise RuntimeError(f"server did not start: {line!r} {self.log()}")
         self.address = line.split()[-1]
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
 
     def kill(self) -> int:
         self.proc.send_signal(signal.SIGKILL)
@@ -81,4 +88,4 @@ class SubprocessServer:
             self.proc.kill()
             self.proc.wait(30)
         self.proc.stdout.close()
-        self.proc.stderr.close()
+        self._log.close()

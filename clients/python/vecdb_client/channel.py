@@ -5,7 +5,7 @@ import random
 
 import grpc
 
-from vecdb_client.errors import FilterError, VecdbError, base_class_for, error_classes
+from vecdb_client.errors import FilterError, Unavailable, VecdbError, base_class_for, error_classes
 
 ERROR_HEADER = "vecdb-error"
 POSITION_HEADER = "vecdb-filter-position"
@@ -42,9 +42,12 @@ def to_error(e: grpc.RpcError) -> VecdbError:
     name = code.name if code is not None else "UNKNOWN"
     trailing = dict(e.trailing_metadata() or ())
     cls = _CLASSES.get(trailing.get(ERROR_HEADER, ""))
-    if cls is None or cls.grpc_code != name:
-        cls = base_class_for(name)
     message = e.details() or name
+    if cls is None and name == "CANCELLED":
+        # not our handler's answer: the server cancelled the call (shutting down); not acknowledged
+        cls, message = Unavailable, f"the server cancelled the call ({message}); it was not acknowledged"
+    elif cls is None or cls.grpc_code != name:
+        cls = base_class_for(name)
     err = cls.__new__(cls)
     VecdbError.__init__(err, message)
     if issubclass(cls, FilterError):

@@ -263,7 +263,7 @@ class CollectionOps:
                explain: bool = False, version: int | None = None):
         """Top-k per query, best first: one list of ``Hit`` per query row; with
         ``explain=True``, ``(hits, plan)``."""
-        req = self._with_version(search_pb2.SearchRequest(collection=self._name, k=_uint(k, "k"),
+        req = self._with_version(search_pb2.SearchRequest(collection=self._name, k=_uint(k, "k", low=0),
                                                           explain=bool(explain)))
         req.queries.CopyFrom(codec.vectors_to_pb(queries, "queries"))
         if filter is not None:

@@ -2,52 +2,27 @@
 subprocess (for SIGKILL / SIGTERM), always on 127.0.0.1 with an OS-chosen port."""
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
-from vecdb.server.app import VecdbServer
+from vecdb.server.app import ServerThread
 from vecdb.server.config import ServerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class InProcessServer:
-    """``with InProcessServer(data=...) as s: Client(s.address)``; stops (drains) on exit."""
+class InProcessServer(ServerThread):
+    """``with InProcessServer(data=...) as s: Client(s.address)``; drains on exit."""
 
     def __init__(self, **settings):
         settings.setdefault("port", 0)
-        self.config = ServerConfig(**settings)
-        self.server = VecdbServer(self.config)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self.port = self.call(self.server.start())
-        self.address = f"127.0.0.1:{self.port}"
-
-    def call(self, coro, timeout: float = 60):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    @property
-    def database(self):
-        return self.server.gate.database
+        super().__init__(ServerConfig(**settings))
 
     def stop(self, grace: float = 5.0) -> None:
-        if self._loop.is_running():
-            self.call(self.server.stop(grace))
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._loop.close()
-
-    def __enter__(self) -> "InProcessServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        super().stop(grace)
 
 
 class SubprocessServer:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import grpc
@@ -104,6 +105,49 @@ class VecdbServer:
     async def wait(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
+
+
+class ServerThread:
+    """A ``VecdbServer`` on its own event-loop thread, for in-process use (demo, benchmarks,
+    tests): ``with ServerThread(ServerConfig(data=..., port=0)) as s: Client(s.address)``."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.server = VecdbServer(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vecdb-server", daemon=True)
+        self._thread.start()
+        try:
+            self.port = self.call(self.server.start())
+        except BaseException:
+            self._close_loop()
+            raise
+        self.address = f"{config.host}:{self.port}"
+
+    def call(self, coro, timeout: float | None = 60):
+        """Run a coroutine on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    @property
+    def database(self):
+        return self.server.gate.database
+
+    def stop(self, grace: float | None = None) -> None:
+        """Drain and stop (idempotent)."""
+        if self._loop.is_running():
+            self.call(self.server.stop(grace), None)
+            self._close_loop()
+
+    def _close_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+        self._loop.close()
+
+    def __enter__(self) -> "ServerThread":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

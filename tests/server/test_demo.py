@@ -16,5 +16,7 @@ def test_demo_answers_through_a_live_server(tmp_path, capsys):
     assert re.search(r"server listening on 127\.0\.0\.1:\d+", out)
     assert "stored 14 passages" in out
     unfiltered, filtered = out.split("[topic != 'storage']")
-    assert unfiltered.strip().splitlines()[-2].split()[1] == "wal"     # best hit for the default query
-    assert "wal" not in filtered and len(filtered.strip().splitlines()) == 2
+    hits = lambda text: re.findall(r"^\s+(-?\d\.\d+)\s+(\S+)", text, re.M)
+    assert [h[1] for h in hits(unfiltered)][0] == "wal"       # the best hit for the default query
+    assert len(hits(unfiltered)) == 2 and len(hits(filtered)) == 2
+    assert not {h[1] for h in hits(filtered)} & {"wal", "segment", "compaction", "snapshot"}

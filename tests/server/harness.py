@@ -33,7 +33,7 @@ class SubprocessServer:
         full_env["PYTHONPATH"] = str(ROOT)
         self.log_path = Path(data).parent / f"{Path(data).name}-server.log"
         self._log = open(self.log_path, "a")     # a file, not a pipe: a full pipe would block it
-        self.proc = subprocess.Popen([sys.executable, "-m", "vecdb.server.app", "--data", str(data),
+        self.proc = subprocess.Popen([sys.executable, "-m", "vecdb", "serve", "--data", str(data),
                                       "--port", "0", *args], stdout=subprocess.PIPE, stderr=self._log,
                                      text=True, env=full_env, cwd=ROOT)
         line = self.proc.stdout.readline()

@@ -40,7 +40,7 @@ OPTIONS = [
     Option("max_batch_rows", int, 1_000_000, "most rows in one upsert batch"),
     Option("max_k", int, 16_384, "largest k a search may ask for"),
     Option("max_concurrency", int, 64, "requests in flight at once; more get RESOURCE_EXHAUSTED"),
-    Option("workers", int, min(32, (os.cpu_count() or 1) + 4), "threads running engine calls"),
+    Option("workers", int, None, "threads running engine calls (unset: min(32, CPUs + 4))"),
     Option("grace_s", float, 10.0, "on SIGTERM, seconds in-flight requests get to finish"),
     Option("durability", str, "always", "engine durability: always (fsync per write) or batch"),
     Option("log_level", str, "INFO", "logging level (DEBUG logs one line per request)"),
@@ -62,7 +62,7 @@ class ServerConfig:
     max_batch_rows: int = 1_000_000
     max_k: int = 16_384
     max_concurrency: int = 64
-    workers: int = min(32, (os.cpu_count() or 1) + 4)
+    workers: int | None = None
     grace_s: float = 10.0
     durability: str = "always"
     log_level: str = "INFO"
@@ -139,7 +139,7 @@ def _check(c: ServerConfig) -> ServerConfig:
     if not c.data:
         raise InvalidArgument("the data directory is required (--data DIR or VECDB_DATA)")
     for name in ("max_message_bytes", "max_batch_rows", "max_k", "max_concurrency", "workers"):
-        if getattr(c, name) < 1:
+        if getattr(c, name) is not None and getattr(c, name) < 1:
             raise InvalidArgument(f"setting {name} must be at least 1, got {getattr(c, name)}")
     if not 0 <= c.port <= 65535:
         raise InvalidArgument(f"port must be in [0, 65535], got {c.port}")

@@ -23,12 +23,12 @@ log = logging.getLogger("vecdb.server")
 class Gate:
     """Admission and bookkeeping for calls; ``database`` is None while starting and draining."""
 
-    def __init__(self, auth: Authenticator, max_concurrency: int, workers: int,
+    def __init__(self, auth: Authenticator, max_concurrency: int, workers: int | None = None,
                  metrics: Metrics | None = None):
         self.auth = auth
         self.max_concurrency = max_concurrency
         self.metrics = metrics
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vecdb-engine")
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vecdb-engine")  # None: min(32, CPUs + 4)
         self.database = None
         self.in_flight = 0
 

@@ -3,9 +3,10 @@
     python -m bench.service [--quick] [--rows N] [--synthetic]
 
 On WordNet-MiniLM-384 (``wordnet-3.0-glosses/minilm`` from ../shared/data; ``--synthetic``
-uses random unit vectors of the same shape when it is not prepared, and says so). A server
-runs in this process (``ServerThread``, 127.0.0.1, OS-chosen port); the embedded side calls
-the very Collection object the server serves, so both reach the same engine and data.
+uses random vectors of the same shape when it is not prepared, and says so). The server is a
+child process (``vecdb serve``, 127.0.0.1, OS-chosen port), as deployed; once it has loaded
+the data and built its indexes, this process opens the same directory read-only, so the
+in-process side searches the same files with the same engine.
 
 - serial search latency p50/p99, k=10, one query at a time (target: the hop adds <= 0.3 ms
   at p50);
@@ -24,7 +25,9 @@ import json
 import os
 import platform
 import shutil
-import statistics
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -65,7 +68,39 @@ def _rate(n: int, fn) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def bulk(server, client, db, base: np.ndarray) -> dict:
+class ChildServer:
+    """``vecdb serve`` in a child process (stderr to a file so it can never block)."""
+
+    def __init__(self, data: Path):
+        self._log = open(data.parent / "server.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "vecdb", "serve", "--data", str(data), "--port", "0",
+                                      "--max-concurrency", "256"], stdout=subprocess.PIPE, stderr=self._log,
+                                     text=True, cwd=Path(__file__).resolve().parent.parent)
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            raise SystemExit(f"vecdb serve did not start: {line!r}; see {self._log.name}")
+        self.address = line.split()[-1]
+
+    def __enter__(self) -> "ChildServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(120)
+        self._log.close()
+
+
+def _wait_for_indexes(col, timeout: float = 1800) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        states = [seg["index"].get("state") for seg in col.stats()["segments"]]
+        if all(s in ("ready", "none", "failed") for s in states):
+            return
+        time.sleep(0.5)
+
+
+def bulk(client, db, base: np.ndarray) -> dict:
     """Rows/s per load path, each into its own collection."""
     import pyarrow as pa
     n = len(base)
@@ -143,8 +178,6 @@ def main() -> None:
     n_q, repeats, seconds = (200, 1, 1.0) if args.quick else (1000, 3, 5.0)
     base, Q, source = _data(rows, n_q, args.synthetic)
 
-    from vecdb.server.app import ServerThread
-    from vecdb.server.config import ServerConfig
     from vecdb_client import Client
     import vecdb
 
@@ -153,13 +186,15 @@ def main() -> None:
               "quick": args.quick, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                                "python": platform.python_version()}}
     try:
-        with ServerThread(ServerConfig(data=str(work / "served"), port=0, max_concurrency=256)) as server, \
-                Client(server.address) as client, vecdb.connect(work / "embedded") as db:
-            result["bulk_rows_per_s"] = bulk(server, client, db, base)
-            col = server.database.get_collection("stream")      # the engine object the server serves
-            col.flush()
-            col.wait_for_indexes()
+        with ChildServer(work / "served") as server, Client(server.address) as client:
+            with vecdb.connect(work / "embedded") as db:
+                result["bulk_rows_per_s"] = bulk(client, db, base)
             remote = client.collection("stream")
+            remote.flush()
+            _wait_for_indexes(remote)
+            served = vecdb.connect(work / "served", read_only=True)    # the same files, this process
+            col = served.get_collection("stream")
+            col.wait_for_indexes()
             result["serial"] = {
                 "in-process": serial(lambda q: col.search(q, k=10), Q, repeats),
                 "remote": serial(lambda q: remote.search(q, k=10), Q, repeats)}
@@ -174,6 +209,7 @@ def main() -> None:
                 return (lambda q: r.search(q, k=10)), c.close
             result["qps"] = {"in-process": {t: qps(embedded_search, Q, t, seconds) for t in CONCURRENCY},
                              "remote": {t: qps(remote_search, Q, t, seconds) for t in CONCURRENCY}}
+            served.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(result)

@@ -108,6 +108,18 @@ def test_client_errors_and_open_health(secured):
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_reflection_needs_a_key(secured):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    _, ch = secured
+    stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+    ask = lambda: iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    with pytest.raises(grpc.RpcError) as info:
+        next(stub.ServerReflectionInfo(ask()))
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    reply = next(stub.ServerReflectionInfo(ask(), metadata=(("authorization", f"Bearer {RO}"),)))
+    assert "vecdb.v1.SearchService" in {s.name for s in reply.list_services_response.service}
+
+
 def test_authenticator_unit():
     a = Authenticator(["k1"], ["r1"])
     a.check([("authorization", "Bearer k1")], "Upsert")

@@ -160,3 +160,42 @@ def test_metrics_endpoint(tmp_path):
         assert 'vecdb_requests_total{code="INVALID_ARGUMENT",method="Search"} 1.0' in body
         assert "vecdb_request_seconds_bucket" in body
         assert 'vecdb_collection_rows{collection="m"} 2.0' in body
+
+
+def test_not_serving_while_starting_and_clients_retry(tmp_path, monkeypatch):
+    import asyncio
+    from vecdb.server.app import VecdbServer
+    from vecdb.server.config import ServerConfig
+    opened = threading.Event()
+    real_connect = vecdb.connect
+
+    def slow_connect(*args, **kwargs):          # a long WAL replay, say
+        opened.wait(30)
+        return real_connect(*args, **kwargs)
+    monkeypatch.setattr(vecdb, "connect", slow_connect)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = VecdbServer(ServerConfig(data=str(tmp_path), port=0))
+    started = asyncio.run_coroutine_threadsafe(server.start(), loop)
+    try:
+        for _ in range(200):
+            if server.port:
+                break
+            time.sleep(0.01)
+        address = f"127.0.0.1:{server.port}"
+        with grpc.insecure_channel(address) as ch:
+            check = lambda: health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest()).status
+            assert check() == health_pb2.HealthCheckResponse.NOT_SERVING
+            with Client(address, retries=0) as c, pytest.raises(vecdb.Unavailable, match="starting"):
+                c.list_collections()
+            threading.Timer(0.2, opened.set).start()
+            with Client(address, retries=8) as c:
+                assert c.list_collections() == []       # retried with backoff until the database opened
+            assert started.result(10) == server.port
+            assert check() == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        opened.set()
+        asyncio.run_coroutine_threadsafe(server.stop(1), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

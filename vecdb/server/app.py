@@ -23,7 +23,7 @@ from vecdb.errors import VecdbError
 from vecdb.server import config as config_mod
 from vecdb.server.auth import Authenticator
 from vecdb.server.config import ServerConfig
-from vecdb.server.gate import Gate
+from vecdb.server.gate import Gate, ReflectionGuard
 from vecdb.server.metrics import Metrics
 from vecdb.server.servicers import (AdminServicer, CollectionServicer, DataServicer,
                                     SearchServicer)
@@ -59,7 +59,8 @@ class VecdbServer:
         options = [("grpc.max_receive_message_length", c.max_message_bytes),
                    ("grpc.max_send_message_length", c.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
-        self._server = grpc.aio.server(options=options)
+        guards = [ReflectionGuard(self.gate.auth)] if self.gate.auth.enabled else []
+        self._server = grpc.aio.server(options=options, interceptors=guards)
         for _, add, servicer in SERVICES.values():
             add(servicer(self.gate, c.max_batch_rows, c.max_k), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)

@@ -82,6 +82,25 @@ class Gate:
         self.pool.shutdown(wait=True)
 
 
+class ReflectionGuard(grpc.aio.ServerInterceptor):
+    """Puts server reflection behind the API keys too (only health stays open)."""
+
+    def __init__(self, auth: Authenticator):
+        self.auth = auth
+
+    async def intercept_service(self, continuation, details):
+        if details.method.startswith("/grpc.reflection."):
+            try:
+                self.auth.check(details.invocation_metadata, "ServerReflectionInfo")
+            except VecdbError as e:
+                status, message, trailing = status_of(e)
+
+                async def deny(request_iterator, context):
+                    await context.abort(status, message, trailing)
+                return grpc.stream_stream_rpc_method_handler(deny)
+        return await continuation(details)
+
+
 def _check_deadline(context: grpc.aio.ServicerContext, when: str) -> None:
     left = context.time_remaining()
     if left is not None and left <= 0:

@@ -31,3 +31,18 @@ def test_engine_and_client_share_types_and_errors():
     for name in vecdb_client.errors.__all__:
         assert getattr(vecdb, name) is getattr(vecdb_client, name)
     assert issubclass(vecdb.StorageFull, vecdb.Unavailable) and vecdb.StorageFull.http_status == 507
+
+
+def test_client_needs_neither_the_engine_nor_pyarrow():
+    """The slim distribution: vecdb_client imports nothing of vecdb, and pyarrow only for Arrow."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['vecdb'] = None; sys.modules['pyarrow'] = None\n"
+            "from vecdb_client import Client, AsyncClient, Hit, InvalidArgument\n"
+            "from vecdb_client import codec\n"
+            "import numpy as np\n"
+            "assert codec.vectors_from_pb(codec.vectors_to_pb(np.ones((2, 3)))).shape == (2, 3)\n"
+            "Client('127.0.0.1:1').close()\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "clients" / "python",
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

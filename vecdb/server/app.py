@@ -32,8 +32,10 @@ from vecdb_client._proto import (admin_pb2, admin_pb2_grpc, collection_pb2, coll
 
 log = logging.getLogger("vecdb.server")
 
+# full service name -> (generated module, registration function, servicer class)
 SERVICES = {
-    "vecdb.v1.CollectionService": (collection_pb2, collection_pb2_grpc.add_CollectionServiceServicer_to_server, CollectionServicer),
+    "vecdb.v1.CollectionService": (collection_pb2, collection_pb2_grpc.add_CollectionServiceServicer_to_server,
+                                   CollectionServicer),
     "vecdb.v1.DataService": (data_pb2, data_pb2_grpc.add_DataServiceServicer_to_server, DataServicer),
     "vecdb.v1.SearchService": (search_pb2, search_pb2_grpc.add_SearchServiceServicer_to_server, SearchServicer),
     "vecdb.v1.AdminService": (admin_pb2, admin_pb2_grpc.add_AdminServiceServicer_to_server, AdminServicer),
@@ -82,7 +84,8 @@ class VecdbServer:
             await self._server.stop(0)
             raise
         if c.metrics_port is not None:
-            self.metrics_port = self.metrics.serve(c.metrics_port, "127.0.0.1" if c.host in config_mod.LOOPBACK else c.host)
+            metrics_host = "127.0.0.1" if c.host in config_mod.LOOPBACK else c.host
+            self.metrics_port = self.metrics.serve(c.metrics_port, metrics_host)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         return self.port
 

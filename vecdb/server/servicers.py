@@ -199,7 +199,8 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServiceServicer):
 
     async def Snapshot(self, request, context):
         async with self.gate.call("Snapshot", context):
-            path = await self.gate.run(context, lambda: self.collection(request.collection).snapshot(self._path(request.path)))
+            path = await self.gate.run(
+                context, lambda: self.collection(request.collection).snapshot(self._path(request.path)))
             return admin_pb2.SnapshotResponse(path=str(path))
 
     async def Restore(self, request, context):

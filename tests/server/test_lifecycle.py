@@ -91,3 +91,4 @@ def test_sigterm_under_load_drains_and_loses_nothing(tmp_path):
         found = {r.id for r in col.get(done)}
         assert found == set(done)
         assert col.count() >= len(done)
+        assert col.stats()["memtable_rows"] == 0         # the drain sealed what was in memory

@@ -31,6 +31,7 @@ class Gate:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vecdb-engine")  # None: min(32, CPUs + 4)
         self.database = None
         self.in_flight = 0
+        self.touched: set[str] = set()      # collections served since start (flushed on drain)
 
     @asynccontextmanager
     async def call(self, method: str, context: grpc.aio.ServicerContext):

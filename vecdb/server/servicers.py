@@ -31,7 +31,9 @@ class _Base:
         """The named collection (engine call; run it in the pool)."""
         if not name:
             raise InvalidArgument("collection name is empty")
-        return self.db.get_collection(name)
+        col = self.db.get_collection(name)
+        self.gate.touched.add(name)
+        return col
 
     def check_rows(self, n: int) -> None:
         if n > self.max_batch_rows:

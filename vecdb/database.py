@@ -134,6 +134,39 @@ class Database:
             self._collections[name] = col
             return col
 
+    def get_or_create_collection(self, name: str, dim: int, metric: str = "cosine", *,
+                                 schema: dict[str, str] | None = None, id_type: str | None = None,
+                                 index: dict | None = None) -> Collection:
+        """The collection ``name``, created as ``create_collection`` would if it does not exist.
+
+        An existing collection must match ``dim`` and ``metric``, and ``schema``, ``id_type``
+        and ``index`` where given (None: not checked); otherwise InvalidArgument names the
+        mismatch. Check and create happen under the database lock, so concurrent callers get
+        the same collection.
+        """
+        self._check_open()
+        directory = self._dir(name)
+        with self._lock:
+            if not (directory / "manifest").is_dir():
+                return self.create_collection(name, dim, metric, schema=schema, id_type=id_type,
+                                              index=index)
+            col = self.get_collection(name)
+            m = col._store.manifest
+            wanted = {"dim": dim, "metric": metric}
+            if schema is not None:
+                wanted["schema"] = check_payload_schema(schema)
+            if id_type is not None:
+                wanted["id_type"] = id_type
+            if index is not None:
+                wanted["index"] = check_index_config(index)
+            have = {"dim": m.dim, "metric": m.metric, "schema": dict(m.schema), "id_type": m.id_type,
+                    "index": dict(m.index)}
+            for key, value in wanted.items():
+                if value != have[key]:
+                    raise InvalidArgument(f"collection {name!r} exists with {key}={have[key]!r}, "
+                                          f"not {key}={value!r}")
+            return col
+
     def get_collection(self, name: str) -> Collection:
         """The collection named ``name``; raises ``CollectionNotFound``."""
         self._check_open()

@@ -288,3 +288,86 @@ def test_selective_filter_on_a_segment_with_deletes_is_exact(tmp_path):
                 assert [h.id for h in row] == order.tolist()
         col.delete(ids=list(range(3, 1000, 10)))    # every match deleted
         assert col.search(q, k=5, filter="b = 3") == [[], [], []]
+
+
+# ---- get_or_create_collection --------------------------------------------------------------
+
+def test_get_or_create_collection(db):
+    schema = {"a": "int64", "b": "string"}
+    c = db.get_or_create_collection("g", 4, "dot", schema=schema, id_type="int64",
+                                    index={"type": "flat"})
+    assert db.list_collections() == ["g"] and c.schema == schema
+    assert db.get_or_create_collection("g", 4, "dot") is c
+    assert db.get_or_create_collection("g", 4, "dot", schema={"b": "string", "a": "int64"},
+                                       id_type="int64", index={"type": "flat"}) is c
+    for kwargs, named in [(dict(dim=5), "dim"), (dict(metric="l2"), "metric"),
+                          (dict(schema={"a": "int64"}), "schema"), (dict(id_type="string"), "id_type"),
+                          (dict(index={"type": "hnsw"}), "index")]:
+        args = {"dim": 4, "metric": "dot", **kwargs}
+        with pytest.raises(vecdb.InvalidArgument) as info:
+            db.get_or_create_collection("g", args.pop("dim"), args.pop("metric"), **args)
+        assert named in str(info.value) and "'g'" in str(info.value)
+    with pytest.raises(vecdb.InvalidArgument):
+        db.get_or_create_collection("h", 0)
+    with pytest.raises(vecdb.InvalidArgument):
+        db.get_or_create_collection("../h", 4)
+    assert db.list_collections() == ["g"]
+
+
+def test_get_or_create_is_race_safe(db):
+    got, errors = [], []
+
+    def call():
+        try:
+            got.append(db.get_or_create_collection("race", 3, schema={"x": "int64"}))
+        except Exception as e:    # reported below
+            errors.append(e)
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(got) == 8 and all(c is got[0] for c in got)
+
+
+def test_get_or_create_on_a_read_only_database(tmp_path):
+    with vecdb.connect(tmp_path / "ro") as d:
+        d.create_collection("x", dim=2)
+    with vecdb.connect(tmp_path / "ro", read_only=True) as d:
+        assert d.get_or_create_collection("x", 2).dim == 2
+        with pytest.raises(vecdb.Unavailable):
+            d.get_or_create_collection("y", 2)
+
+
+# ---- reads as of a version -----------------------------------------------------------------
+
+def test_reads_as_of_a_version_match_at_version(db, col):
+    col.flush()
+    v = col.version
+    q = np.eye(4, dtype=np.float32)[:2]
+    col.upsert(ids=["e"], vectors=[[1, 1, 0, 0]], payloads=[{"year": 2030}])
+    col.delete(ids=["a"])
+    col.flush()
+    with col.at_version(v) as past:
+        assert col.count(version=v) == past.count() == 4
+        assert col.count("year >= 2020", version=v) == past.count("year >= 2020") == 2
+        assert col.get(["a", "e"], version=v) and [r.id for r in col.get(["a", "e"], version=v)] == ["a"]
+        assert repr(col.get(["a"], version=v)) == repr(past.get(["a"]))
+        assert col.search(q, k=3, version=v) == past.search(q, k=3)
+        hits, plan = col.search(q, k=2, filter="tag = 'x'", explain=True, version=v)
+        assert hits == past.search(q, k=2, filter="tag = 'x'") and plan
+        assert [r.id for r in col.scroll(version=v)[0]] == ["a", "b", "c", "d"]
+    assert col.count() == 4 and [r.id for r in col.get(["a", "e"])] == ["e"]
+    from vecdb.storage.store import _pins
+    assert not any(n for (d, _), n in _pins.items() if d == str(col._store.dir))   # views closed
+
+
+@pytest.mark.parametrize("version,error", [(0, vecdb.InvalidArgument), (-2, vecdb.InvalidArgument),
+                                           ("1", vecdb.InvalidArgument), (True, vecdb.InvalidArgument),
+                                           (1.0, vecdb.InvalidArgument), (10_000, vecdb.VersionNotFound)])
+def test_bad_version(col, version, error):
+    for call in (lambda: col.count(version=version), lambda: col.get(["a"], version=version),
+                 lambda: col.search(np.ones(4, np.float32), version=version),
+                 lambda: col.scroll(version=version), lambda: col.at_version(version)):
+        with pytest.raises(error):
+            call()

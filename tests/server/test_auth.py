@@ -14,10 +14,6 @@ from vecdb_client._proto import (admin_pb2, admin_pb2_grpc, collection_pb2, coll
                                  data_pb2, data_pb2_grpc, search_pb2, search_pb2_grpc)
 
 RW, RO = "rw-secret-key", "ro-secret-key"
-# API features merged from the `api` branch; until then the engine answers these with INTERNAL
-_PENDING = {"GetOrCreateCollection": hasattr(vecdb.Database, "get_or_create_collection"),
-            "Scroll": hasattr(vecdb.Collection, "scroll"),
-            "UpdatePayload": hasattr(vecdb.Collection, "update_payload")}
 
 
 def _calls(channel):
@@ -87,10 +83,8 @@ def test_rpc_by_key(secured, rpc):
     ro = _code(call, (("authorization", f"Bearer {RO}"),))
     if rpc in WRITE_METHODS:
         assert ro == grpc.StatusCode.PERMISSION_DENIED
-    elif _PENDING.get(rpc, True):
+    else:
         assert ro == grpc.StatusCode.OK
-    if not _PENDING.get(rpc, True):
-        pytest.skip(f"the engine has no {rpc} yet (branch api)")
     rw = _code(call, (("x-api-key", RW),))
     assert rw not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INTERNAL)
 

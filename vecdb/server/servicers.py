@@ -5,7 +5,6 @@ work through ``Gate.run`` (thread pool, deadline checks).
 """
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 from vecdb.collection import MAX_K
@@ -42,14 +41,7 @@ class _Base:
 
     def read(self, name: str, version: int | None, method: str, *args, **kwargs):
         """A read on the named collection, as of ``version`` when given (time travel)."""
-        col = self.collection(name)
-        fn = getattr(col, method)
-        if version is None:
-            return fn(*args, **kwargs)
-        if "version" in inspect.signature(fn).parameters:
-            return fn(*args, version=version, **kwargs)
-        with col.at_version(version) as view:          # engines without a version= argument
-            return getattr(view, method)(*args, **kwargs)
+        return getattr(self.collection(name), method)(*args, version=version, **kwargs)
 
 
 class CollectionServicer(_Base, collection_pb2_grpc.CollectionServiceServicer):
@@ -155,7 +147,10 @@ class DataServicer(_Base, data_pb2_grpc.DataServiceServicer):
         async with self.gate.call("UpdatePayload", context):
             ids = codec.ids_from_pb(request.ids)
             self.check_rows(len(ids))
-            payloads = [codec.payload_from_pb(p, keep_nulls=True) for p in request.payloads]
+            if request.HasField("every"):
+                payloads = codec.payload_from_pb(request.every, keep_nulls=True)
+            else:
+                payloads = [codec.payload_from_pb(p, keep_nulls=True) for p in request.payloads]
             n = await self.gate.run(context, lambda: self.collection(request.collection).update_payload(ids, payloads))
             return data_pb2.UpdatePayloadResponse(updated=n)
 
@@ -212,12 +207,12 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServiceServicer):
 
     async def Stats(self, request, context):
         async with self.gate.call("Stats", context):
-            stats = await self.gate.run(context, self.read, request.collection, None, "stats")
+            stats = await self.gate.run(context, lambda: self.collection(request.collection).stats())
             return admin_pb2.JsonResponse(json=convert.to_json(stats))
 
     async def ListVersions(self, request, context):
         async with self.gate.call("ListVersions", context):
-            versions = await self.gate.run(context, self.read, request.collection, None, "list_versions")
+            versions = await self.gate.run(context, lambda: self.collection(request.collection).list_versions())
             return admin_pb2.ListVersionsResponse(versions=[
                 admin_pb2.VersionInfo(version=v["version"], created_at=float(v["created_at"] or 0),
                                       rows=v["rows"], segments=v["segments"]) for v in versions])

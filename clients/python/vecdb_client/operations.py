@@ -201,12 +201,17 @@ class CollectionOps:
             req.filter = _filter(filter)
         return self._invoke("data", "Delete", req, lambda r: r.deleted)
 
-    def update_payload(self, ids: Sequence, payloads: Sequence[dict]):
-        """Merge the given fields into rows (None clears a field); returns rows updated."""
+    def update_payload(self, ids: Sequence, payloads: dict | Sequence[dict | None]):
+        """Merge the given fields into rows (None clears a field), one dict per id or one dict
+        for every id; vectors are unchanged. Returns rows updated."""
         self._writable()
         req = data_pb2.UpdatePayloadRequest(collection=self._name)
         req.ids.CopyFrom(codec.ids_to_pb(ids))
-        codec.payloads_to_pb(payloads, req.payloads, len(ids))
+        if isinstance(payloads, dict):
+            codec.payload_to_pb(payloads, out=req.every)
+            req.every.SetInParent()
+        else:
+            codec.payloads_to_pb(payloads, req.payloads, len(ids))
         return self._invoke("data", "UpdatePayload", req, lambda r: r.updated)
 
     def flush(self):

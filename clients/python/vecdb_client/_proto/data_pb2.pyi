@@ -110,14 +110,16 @@ class ScrollResponse(_message.Message):
     def __init__(self, records: _Optional[_Union[_common_pb2.Records, _Mapping]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class UpdatePayloadRequest(_message.Message):
-    __slots__ = ("collection", "ids", "payloads")
+    __slots__ = ("collection", "ids", "payloads", "every")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    EVERY_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _common_pb2.Ids
     payloads: _containers.RepeatedCompositeFieldContainer[_common_pb2.Payload]
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Union[_common_pb2.Ids, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ...) -> None: ...
+    every: _common_pb2.Payload
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Union[_common_pb2.Ids, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ..., every: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ...) -> None: ...
 
 class UpdatePayloadResponse(_message.Message):
     __slots__ = ("updated",)

@@ -5,6 +5,7 @@ work through ``Gate.run`` (thread pool, deadline checks).
 """
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from vecdb.collection import MAX_K
@@ -42,6 +43,19 @@ class _Base:
     def read(self, name: str, version: int | None, method: str, *args, **kwargs):
         """A read on the named collection, as of ``version`` when given (time travel)."""
         return getattr(self.collection(name), method)(*args, version=version, **kwargs)
+
+
+STREAM_WINDOW = 2      # streamed batches received ahead of the one being written
+_END = object()
+
+
+async def _receive(requests, window: asyncio.Queue) -> None:
+    """Move the incoming stream into ``window`` (blocking when it is full), then ``_END``."""
+    try:
+        async for request in requests:
+            await window.put(request)
+    finally:
+        await window.put(_END)
 
 
 class CollectionServicer(_Base, collection_pb2_grpc.CollectionServiceServicer):
@@ -89,14 +103,22 @@ class DataServicer(_Base, data_pb2_grpc.DataServiceServicer):
             return data_pb2.UpsertResponse(rows=rows)
 
     async def UpsertStream(self, request_iterator, context):
-        # One batch in flight: the next is read only after this one is durable and acknowledged.
+        # Flow control: a reader receives at most STREAM_WINDOW batches ahead (so the transfer
+        # of the next overlaps the engine's write of this one) while batches are applied one at
+        # a time, in order, each acknowledged once the engine's upsert returned (durable).
         async with self.gate.call("UpsertStream", context):
-            name, seq = "", 0
-            async for request in request_iterator:
-                name = request.collection or name
-                rows = await self.gate.run(context, self._upsert, name, request)
-                yield data_pb2.UpsertAck(seq=seq, rows=rows)
-                seq += 1
+            window: asyncio.Queue = asyncio.Queue(maxsize=STREAM_WINDOW)
+            reader = asyncio.create_task(_receive(request_iterator, window))
+            try:
+                name, seq = "", 0
+                while (request := await window.get()) is not _END:
+                    name = request.collection or name
+                    rows = await self.gate.run(context, self._upsert, name, request)
+                    yield data_pb2.UpsertAck(seq=seq, rows=rows)
+                    seq += 1
+                await reader                    # re-raises a failure of the incoming stream
+            finally:
+                reader.cancel()
 
     def _upsert_arrow(self, request) -> int:
         table = convert.arrow_table(request.arrow_ipc)

@@ -84,45 +84,58 @@ def ids_from_pb(ids: pb.Ids) -> list:
 # ---- payload values ----------------------------------------------------------------------
 
 def value_to_pb(v: Any, where: str = "value") -> pb.Value:
-    """One payload value as a typed ``Value`` (bool before int: a bool is an int in Python)."""
-    if v is None:
-        return pb.Value(null_value=0)
-    if isinstance(v, (bool, np.bool_)):
-        return pb.Value(bool_value=bool(v))
-    if isinstance(v, (int, np.integer)):
-        if not INT64_MIN <= int(v) <= INT64_MAX:
+    """One payload value as a typed ``Value``."""
+    out = pb.Value()
+    fill_value(out, v, where)
+    return out
+
+
+def fill_value(out: pb.Value, v: Any, where: str = "value") -> None:
+    """Set ``out`` (a fresh ``Value``, e.g. a map entry) to ``v`` in place: no temporary message.
+
+    bool is tested before int (a bool is an int in Python); exact types first, for speed."""
+    t = type(v)
+    if t is str:
+        out.string_value = v
+    elif t is int:
+        if not INT64_MIN <= v <= INT64_MAX:
             raise SchemaError(f"{where} = {v} does not fit in 64 bits")
-        return pb.Value(int_value=int(v))
-    if isinstance(v, (float, np.floating)):
-        return pb.Value(double_value=float(v))
-    if isinstance(v, str):
-        return pb.Value(string_value=v)
-    if isinstance(v, dt.datetime):
+        out.int_value = v
+    elif t is float:
+        out.double_value = v
+    elif v is None:
+        out.null_value = 0
+    elif isinstance(v, (bool, np.bool_)):
+        out.bool_value = bool(v)
+    elif isinstance(v, (int, np.integer)):
+        fill_value(out, int(v), where)
+    elif isinstance(v, (float, np.floating)):
+        out.double_value = float(v)
+    elif isinstance(v, str):
+        out.string_value = str(v)
+    elif isinstance(v, dt.datetime):
         aware = v if v.tzinfo else v.replace(tzinfo=dt.timezone.utc)
-        us = (aware - _EPOCH) // _US
-        out = pb.Value()
-        out.timestamp_value.seconds, rem = divmod(us, 1_000_000)
-        out.timestamp_value.nanos = rem * 1000
-        return out
-    if isinstance(v, (list, tuple)):
-        if all(isinstance(x, str) for x in v):
-            return pb.Value(string_list=pb.StringList(values=list(v)))
-        if all(isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) for x in v):
-            return pb.Value(int_list=pb.Int64List(values=[int(x) for x in v]))
-    raise SchemaError(f"{where} = {v!r} ({type(v).__name__}) is not a payload value vecdb can "
-                      f"carry (int, float, bool, str, datetime, list of str, list of int, None)")
+        seconds, rem = divmod((aware - _EPOCH) // _US, 1_000_000)
+        out.timestamp_value.seconds, out.timestamp_value.nanos = seconds, rem * 1000
+    elif isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v):
+        out.string_list.values.extend(v)
+        out.string_list.SetInParent()
+    elif isinstance(v, (list, tuple)) and all(
+            isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) for x in v):
+        out.int_list.values.extend([int(x) for x in v])
+        out.int_list.SetInParent()
+    else:
+        raise SchemaError(f"{where} = {v!r} ({type(v).__name__}) is not a payload value vecdb can "
+                          f"carry (int, float, bool, str, datetime, list of str, list of int, None)")
+
+
+_SCALAR_KINDS = {"int_value", "double_value", "bool_value", "string_value"}
 
 
 def value_from_pb(v: pb.Value) -> Any:
     kind = v.WhichOneof("kind")
-    if kind == "int_value":
-        return v.int_value
-    if kind == "double_value":
-        return v.double_value
-    if kind == "bool_value":
-        return v.bool_value
-    if kind == "string_value":
-        return v.string_value
+    if kind in _SCALAR_KINDS:
+        return getattr(v, kind)
     if kind == "timestamp_value":
         ts = v.timestamp_value
         return _EPOCH + dt.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
@@ -139,16 +152,30 @@ def payload_to_pb(p: dict | None, row: int = 0, out: pb.Payload | None = None) -
         return out
     if not isinstance(p, dict):
         raise SchemaError(f"payloads[{row}] must be a dict, got {type(p).__name__}")
+    fields = out.fields
     for k, v in p.items():
-        if not isinstance(k, str):
+        if type(k) is not str:
             raise SchemaError(f"payloads[{row}] has a non-string field name {k!r}")
-        out.fields[k].CopyFrom(value_to_pb(v, f"payloads[{row}].{k}"))
+        try:
+            fill_value(fields[k], v)
+        except SchemaError:      # said again with where (building it per value would cost)
+            fill_value(pb.Value(), v, f"payloads[{row}].{k}")
     return out
 
 
 def payload_from_pb(p: pb.Payload, keep_nulls: bool = False) -> dict:
-    out = {k: value_from_pb(v) for k, v in p.fields.items()}
-    return out if keep_nulls else {k: v for k, v in out.items() if v is not None}
+    """A payload dict; null fields are left out unless ``keep_nulls`` (update_payload clears)."""
+    out = {}
+    for k, v in p.fields.items():
+        kind = v.WhichOneof("kind")
+        if kind in _SCALAR_KINDS:
+            out[k] = getattr(v, kind)
+        elif kind is None or kind == "null_value":
+            if keep_nulls:
+                out[k] = None
+        else:
+            out[k] = value_from_pb(v)
+    return out
 
 
 def payloads_to_pb(payloads: Sequence[dict | None] | None, repeated, n: int | None = None) -> None:

@@ -9,7 +9,7 @@ the data and built its indexes, this process opens the same directory read-only,
 in-process side searches the same files with the same engine.
 
 - serial search latency p50/p99, k=10, one query at a time (target: the hop adds <= 0.3 ms
-  at p50);
+  at p50), beside the round trip of a trivial RPC (ListCollections) on the same server;
 - QPS over concurrency 1, 2, 4, 8, 16, 32 threads (one Client per thread; target: best
   remote >= 0.8x best in-process);
 - bulk load rows/s: embedded upsert, remote unary upsert, streaming upsert and Arrow upsert
@@ -197,7 +197,8 @@ def main() -> None:
             col.wait_for_indexes()
             result["serial"] = {
                 "in-process": serial(lambda q: col.search(q, k=10), Q, repeats),
-                "remote": serial(lambda q: remote.search(q, k=10), Q, repeats)}
+                "remote": serial(lambda q: remote.search(q, k=10), Q, repeats),
+                "remote round trip (ListCollections)": serial(lambda q: client.list_collections(), Q, repeats)}
             result["serial"]["hop_p50_ms"] = result["serial"]["remote"]["p50_ms"] - result["serial"]["in-process"]["p50_ms"]
 
             def embedded_search():
@@ -222,7 +223,7 @@ def report(r: dict) -> None:
     lines = [f"vecdb service benchmark — {r['dataset']} ({r['rows']:,} x {r['dim']}), {r['queries']} queries, "
              f"k={r['k']}, {r['machine']['cpus']} cpus{' (quick)' if r['quick'] else ''}", "",
              "| serial search, k=10 | p50 ms | p99 ms |", "| --- | --- | --- |"]
-    for side in ("in-process", "remote"):
+    for side in ("in-process", "remote", "remote round trip (ListCollections)"):
         lines.append(f"| {side} | {s[side]['p50_ms']:.3f} | {s[side]['p99_ms']:.3f} |")
     lines += [f"| gRPC hop at p50 (target <= 0.3 ms) | {s['hop_p50_ms']:.3f} | |", "",
               "| threads | " + " | ".join(str(t) for t in CONCURRENCY) + " |",

@@ -86,6 +86,7 @@ class CollectionServicer(_Base, collection_pb2_grpc.CollectionServiceServicer):
     async def DropCollection(self, request, context):
         async with self.gate.call("DropCollection", context):
             await self.gate.run(context, self.db.drop_collection, request.name)
+            self.gate.touched.discard(request.name)
             return collection_pb2.DropCollectionResponse()
 
 

@@ -35,6 +35,14 @@ def _slow(server, name: str, method: str, seconds: float, result=None, error=Non
     return col
 
 
+def _wait_in_flight(server, n: int = 1, timeout: float = 10) -> None:
+    """Wait until ``n`` calls are admitted and running (rather than sleeping a guessed time)."""
+    end = time.monotonic() + timeout
+    while server.server.gate.in_flight < n:
+        assert time.monotonic() < end, "the call was never admitted"
+        time.sleep(0.005)
+
+
 def test_status_code_and_class_trailer(server):
     with Client(server.address) as c:
         c.create_collection(name := unique(), dim=4)
@@ -98,7 +106,7 @@ def test_limits(tmp_path):
         _slow(s, "lim", "count", 1.0)
         first = threading.Thread(target=col.count)
         first.start()
-        time.sleep(0.3)
+        _wait_in_flight(s)
         with pytest.raises(vecdb.ResourceExhausted, match="in flight"):
             col.search(np.ones((1, 4)), k=1)
         first.join()
@@ -121,7 +129,7 @@ def test_drain_finishes_in_flight_calls(tmp_path):
         out = []
         t = threading.Thread(target=lambda: out.append(col.count()))
         t.start()
-        time.sleep(0.3)
+        _wait_in_flight(s)
         s.stop(grace=5)
         t.join()
         assert out == [1]
@@ -208,7 +216,7 @@ def test_work_queued_past_its_deadline_never_runs(tmp_path):
         _slow(s, "q", "count", 1.0)
         busy = threading.Thread(target=col.count)        # holds the only worker for 1 s
         busy.start()
-        time.sleep(0.2)
+        _wait_in_flight(s)
         with Client(s.address, timeout=0.3, retries=0) as hurried, pytest.raises(vecdb.DeadlineExceeded):
             hurried.collection("q").upsert(["late"], np.ones((1, 2)))
         busy.join()

@@ -125,3 +125,13 @@ __all__ = [
     "AlreadyExists", "ResourceExhausted", "Unauthenticated", "PermissionDenied",
     "DeadlineExceeded", "Unavailable", "DatabaseLocked", "Corruption",
 ]
+
+
+class StorageFull(Unavailable):
+    """The disk is full; writes fail until space is freed."""
+
+    grpc_code = "UNAVAILABLE"
+    http_status = 507
+
+
+__all__ += ["StorageFull"]

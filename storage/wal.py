@@ -184,10 +184,21 @@ def replay(wal_dir: Path, checkpoint: int = 0, mode: str = "tolerate_tail", repa
     last_seq = -1
     expect = checkpoint + 1            # the next seq the manifest needs
     files = wal_files(wal_dir)
+    if files and _first_seq(files[0]) > expect:
+        what = (f"WAL records {expect}..{_first_seq(files[0]) - 1} are missing: the oldest WAL file "
+                f"is {files[0].name} (a WAL file was removed)")
+        if mode != "salvage":
+            raise Corruption(what + "; open with wal_recovery='salvage' to keep the rest")
+        log.error("%s: skipped (salvage)", what)
+        report.gaps.append((expect - 1, _first_seq(files[0])))
+        expect = _first_seq(files[0])
     for i, path in enumerate(files):
         try:
             data = path.read_bytes()
         except FileNotFoundError:      # retired by the writer meanwhile (read-only readers)
+            newer = [f for f in wal_files(wal_dir) if f.name > path.name]
+            if newer and _first_seq(newer[0]) <= expect:
+                continue               # it held only records the checkpoint covers
             raise Corruption(f"WAL {path.name} vanished during replay") from None
         good, bad = scan(data, last_seq)
         later = any(_has_frame(f) for f in files[i + 1:])
@@ -238,6 +249,11 @@ def _has_frame(path: Path) -> bool:
         return bool(scan(path.read_bytes())[0])
     except FileNotFoundError:
         return False
+
+
+def _first_seq(path: Path) -> int:
+    """The first sequence number a WAL file may hold (from its name)."""
+    return int(path.stem[4:])
 
 
 def wal_files(wal_dir: Path) -> list[Path]:

@@ -614,7 +614,8 @@ class CollectionStore:
         """The one place the manifest changes: write the version durably, then install it."""
         manifest = replace(manifest, next_segment=max(manifest.next_segment, self._next_num))
         path = mf.manifest_path(self.dir / "manifest", manifest.version)
-        fileio.unlink(path, missing_ok=True)   # a leftover of a commit that failed after its rename
+        if path.exists():   # a leftover of a commit that failed after its rename
+            fileio.unlink(path, missing_ok=True)
         fileio.crash_point("commit.begin")
         mf.commit(self.dir / "manifest", manifest)
         fileio.crash_point("commit.done")

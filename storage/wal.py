@@ -241,6 +241,7 @@ def replay(wal_dir: Path, checkpoint: int = 0, mode: str = "tolerate_tail", repa
                 report.gaps.append((expect - 1, rec.seq))
             expect = rec.seq + 1
             report.records += 1
+            fileio.crash_point("wal.replay_record")
             yield rec
 
 

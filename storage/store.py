@@ -47,6 +47,7 @@ ROW_BITS = 32
 READ_ONLY_RETRIES = 5     # a read-only open retries on a newer version this often
 RETRY_FIRST_S = 0.5       # first delay before retrying a failed background step (doubles)
 RETRY_MAX_S = 30.0
+INDEX_RETRIES = 5         # a failing index build is tried this often per open
 
 # In-process pins of manifest versions held by open read-only views: GC keeps their files.
 _pins: Counter = Counter()
@@ -157,8 +158,10 @@ class CollectionStore:
             self._segments[e.num] = self._open_segment(e)
         self._memtable = self._new_memtable()
         self._set_state(tuple(self._segments.values()), self._memtable)
+        self._index_tries: dict[int, int] = {}
         self._indexer = IndexBuilder(manifest.name, manifest.dim, self.kernel_metric,
-                                     self.dir / "segments", self._install_index, self._pending)
+                                     self.dir / "segments", self._install_index, self._pending,
+                                     self._index_failed)
         for e in manifest.segments:
             if e.index:
                 self._open_index(self._segments[e.num], e)
@@ -298,6 +301,21 @@ class CollectionStore:
             seg.index = index
             self._gc()
             return True
+
+    def _index_failed(self, seg: Segment, config: dict, e: BaseException) -> None:
+        """A build failed (builder thread): report it and retry later, a few times."""
+        self._background_failed(f"building the {config['type']} index of segment {seg.num}", e)
+        tries = self._index_tries[seg.num] = self._index_tries.get(seg.num, 0) + 1
+        if tries < INDEX_RETRIES and not self._closed:
+            t = threading.Timer(min(RETRY_FIRST_S * 2 ** tries, RETRY_MAX_S), self._retry_index, (seg, config))
+            t.daemon = True
+            t.start()
+
+    def _retry_index(self, seg: Segment, config: dict) -> None:
+        with self.write_lock:
+            if self._closed or self._segments.get(seg.num) is not seg or seg.index is not None:
+                return
+        self._indexer.schedule(seg, config)
 
     def wait_for_indexes(self, timeout: float | None = None) -> bool:
         """Block until every sealed segment's index is built; False if ``timeout`` passed."""

@@ -217,6 +217,87 @@ def test_damaged_index_file_is_dropped_searched_exactly_and_rebuilt(tmp_path):
     assert verify_collection(cdir).ok
 
 
+def test_restore_rejects_a_snapshot_whose_segment_fails_its_checksum(tmp_path):
+    model, _ = _db_with_segment(tmp_path / "db")
+    with vecdb.connect(tmp_path / "db") as db:
+        col = db.get_collection("c")
+        col.snapshot(tmp_path / "snap")
+        seg = _only(tmp_path / "snap" / "segments", "seg-*.arrow")
+        seg.unlink()                     # a hard link: replace it by a damaged copy
+        data = bytearray((tmp_path / "db" / "collections" / "c" / "segments" / seg.name).read_bytes())
+        data[len(data) // 2] ^= 1
+        seg.write_bytes(bytes(data))
+        with pytest.raises(vecdb.InvalidArgument, match=rf"{seg.name} fails its checksum"):
+            db.restore(tmp_path / "snap", "r")
+        assert "r" not in db.list_collections()
+        assert_state(col, model, DIM)
+
+
+def test_failed_index_build_is_reported_and_retried(tmp_path):
+    """A build that fails (here: the disk full while saving) leaves the segment searched
+    exactly, shows in background_errors, and is built again in the background."""
+    import errno
+    from vecdb.storage import fileio
+
+    class IndexSaveFails(fileio.FileEnv):
+        failures = 0
+
+        def open(self, path, mode, buffering=-1):
+            if ".idx.tmp" in str(path) and not self.failures:
+                self.failures += 1
+                raise OSError(errno.ENOSPC, "No space left on device (injected)", str(path))
+            return super().open(path, mode, buffering)
+    rng = np.random.default_rng(2)
+    vecs = rng.standard_normal((300, DIM)).astype(np.float32)
+    env = IndexSaveFails()
+    with fileio.use_env(env), vecdb.connect(tmp_path / "db", auto_compact=False) as db:
+        col = db.create_collection("c", dim=DIM, metric="l2", id_type="int64", index={"type": "hnsw"})
+        col.upsert(list(range(300)), vecs)
+        col.flush()
+        deadline = time.monotonic() + 60
+        while col._store.manifest.segments[0].index is None and time.monotonic() < deadline:
+            col.wait_for_indexes(5)
+            time.sleep(0.1)
+        assert env.failures == 1
+        assert col._store.manifest.segments[0].index is not None
+        errors = col._store.background_errors()["recent"]
+        assert any("index of segment 1" in e["what"] and "StorageFull" in e["error"] for e in errors)
+        assert [h[0].id for h in col.search(vecs[:3], k=1)] == [0, 1, 2]
+
+
+def test_mid_log_damage_refuses_to_open_and_salvage_keeps_the_intact_records(tmp_path):
+    from vecdb.database import Database
+    from vecdb.storage.store import StoreOptions
+    from vecdb.storage.wal import _frame_at
+    with vecdb.connect(tmp_path / "db") as db:
+        col = db.create_collection("c", dim=DIM, metric="l2", schema={"n": "int64"}, id_type="int64")
+        model = {}
+        for i in range(10):                       # ten WAL records of 5 rows each
+            model |= _fill(col, range(i * 5, i * 5 + 5))
+    [wal] = sorted((tmp_path / "db" / "collections" / "c" / "wal").glob("*.log"))
+    data = wal.read_bytes()
+    starts, pos = [], 0
+    while (hit := _frame_at(data, pos)) is not None:
+        starts.append(pos)
+        pos = hit[1]
+    _flip(wal, starts[2] + 30)                    # record 3 of 10
+    with vecdb.connect(tmp_path / "db") as db:
+        with pytest.raises(vecdb.Corruption, match=rf"{wal.name} is damaged at byte {starts[2]}.*7 intact"):
+            db.get_collection("c")
+    assert wal.read_bytes() != data and wal.stat().st_size == len(data)   # nothing truncated
+    assert not verify_database(tmp_path / "db").ok
+    with Database(tmp_path / "db", StoreOptions(wal_recovery="salvage")) as db:
+        col = db.get_collection("c")
+        for i in range(10, 15):
+            del model[i]
+        assert_state(col, model, DIM)
+        report = col._store.background_errors()["wal_recovery"]
+        assert report["skipped"] and report["skipped"][0][0] == wal.name
+    with vecdb.connect(tmp_path / "db") as db:    # salvage checkpointed past the damage
+        assert_state(db.get_collection("c"), model, DIM)
+    assert verify_database(tmp_path / "db").ok
+
+
 # ---- 5. typed errors ----------------------------------------------------------------------
 
 def test_lock_path_that_is_a_directory_is_a_typed_error(tmp_path):

@@ -154,8 +154,15 @@ class CollectionStore:
         self._retry_delay = RETRY_FIRST_S
         self.replay_report = ReplayReport()
         self.unverified: list[str] = []      # files opened without a recorded checksum (old format)
+        damaged = []
         for e in manifest.segments:
-            self._segments[e.num] = self._open_segment(e)
+            try:
+                self._segments[e.num] = self._open_segment(e)
+            except Corruption as err:
+                if options.wal_recovery != "salvage":
+                    raise
+                damaged.append(e)     # salvage: keep the intact segments, report the rest
+                self._background_failed(f"salvage dropped damaged segment {e.file}", err)
         self._memtable = self._new_memtable()
         self._set_state(tuple(self._segments.values()), self._memtable)
         self._index_tries: dict[int, int] = {}
@@ -174,6 +181,9 @@ class CollectionStore:
             with _pins_lock:
                 _pins[(str(directory), manifest.version)] += 1
             return
+        if damaged:
+            kept = tuple(e for e in manifest.segments if e.num in self._segments)
+            self._commit(manifest.next(segments=kept))
         self._replay(repair=True)
         self._wal = WalWriter(self.dir / "wal", self._seq + 1, options.durability,
                               options.sync_interval_ms)
@@ -810,11 +820,14 @@ class CollectionStore:
             if not self.read_only:
                 self.flush()
             m = self._manifest
-            (dest / "manifest").mkdir(parents=True)
-            (dest / "segments").mkdir()
-            (dest / "wal").mkdir()
-            for name in sorted(m.files()):
-                _link_or_copy(self.dir / "segments" / name, dest / "segments" / name)
+            try:
+                (dest / "manifest").mkdir(parents=True)
+                (dest / "segments").mkdir()
+                (dest / "wal").mkdir()
+                for name in sorted(m.files()):
+                    _link_or_copy(self.dir / "segments" / name, dest / "segments" / name)
+            except OSError as e:
+                raise fileio.io_error(e, f"writing snapshot {dest}") from e
         mf.commit(dest / "manifest", m)
         return m
 

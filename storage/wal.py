@@ -142,14 +142,15 @@ def _next_valid(data: bytes, pos: int, last_seq: int) -> int | None:
     return None
 
 
-def scan(data: bytes, last_seq: int = -1) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """Split a WAL file's bytes into good frames and bad stretches: ([(start, end)], [(start, end)])."""
+def scan(data: bytes, last_seq: int = -1) -> tuple[list[tuple[int, int, WalRecord]], list[tuple[int, int]]]:
+    """Split a WAL file's bytes into good frames and bad stretches:
+    ([(start, end, record)], [(start, end)])."""
     good, bad = [], []
     pos = 0
     while pos < len(data):
         hit = _frame_at(data, pos)
         if hit is not None:
-            good.append((pos, hit[1]))
+            good.append((pos, hit[1], hit[0]))
             last_seq = hit[0].seq
             pos = hit[1]
             continue
@@ -201,11 +202,11 @@ def replay(wal_dir: Path, checkpoint: int = 0, mode: str = "tolerate_tail", repa
                 continue               # it held only records the checkpoint covers
             raise Corruption(f"WAL {path.name} vanished during replay") from None
         good, bad = scan(data, last_seq)
-        later = any(_has_frame(f) for f in files[i + 1:])
+        later = bool(bad) and any(_has_frame(f) for f in files[i + 1:])
         for start, end in bad:
             tail = end == len(data) and not later
-            intact = sum(1 for s, _ in good if s > start) + (
-                sum(len(scan(f.read_bytes())[0]) for f in files[i + 1:]) if later and end == len(data) else 0)
+            intact = sum(1 for s, _, _ in good if s > start) + (
+                sum(_frames_in(f) for f in files[i + 1:]) if later and end == len(data) else 0)
             if tail and mode != "absolute":
                 report.truncated.append((path.name, start, end - start))
                 if repair:
@@ -222,8 +223,7 @@ def replay(wal_dir: Path, checkpoint: int = 0, mode: str = "tolerate_tail", repa
                                         "and keep the intact records")
             log.error("%s: skipped (salvage)", what)
             report.skipped.append((path.name, start, end - start))
-        for start, end in good:
-            rec = _decode_payload(data[start + FRAME_HEADER.size:end])
+        for start, end, rec in good:
             if rec.seq <= last_seq:
                 if mode == "salvage":
                     report.skipped.append((path.name, start, end - start))
@@ -245,11 +245,16 @@ def replay(wal_dir: Path, checkpoint: int = 0, mode: str = "tolerate_tail", repa
             yield rec
 
 
-def _has_frame(path: Path) -> bool:
+def _frames_in(path: Path) -> int:
+    """How many valid frames a WAL file holds (0 if it vanished)."""
     try:
-        return bool(scan(path.read_bytes())[0])
+        return len(scan(path.read_bytes())[0])
     except FileNotFoundError:
-        return False
+        return 0
+
+
+def _has_frame(path: Path) -> bool:
+    return _frames_in(path) > 0
 
 
 def _first_seq(path: Path) -> int:

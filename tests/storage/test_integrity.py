@@ -89,6 +89,27 @@ def test_flipped_byte_in_a_segment_is_corruption_naming_the_file(tmp_path, where
     assert not report.ok and any(seg.name in p for p in report.problems)
 
 
+def test_salvage_drops_a_damaged_segment_and_keeps_the_rest(tmp_path):
+    from vecdb.database import Database
+    from vecdb.storage.store import StoreOptions
+    with vecdb.connect(tmp_path / "db", auto_compact=False) as db:
+        col = db.create_collection("c", dim=DIM, metric="l2", schema={"n": "int64"}, id_type="int64",
+                                   index={"type": "flat"})
+        _fill(col, range(20))
+        col.flush()
+        model = _fill(col, range(20, 50))
+        col.flush()
+        model |= _fill(col, range(50, 55))       # only in the WAL
+    seg = sorted((tmp_path / "db" / "collections" / "c" / "segments").glob("seg-*.arrow"))[0]
+    _flip(seg, seg.stat().st_size // 2)
+    with Database(tmp_path / "db", StoreOptions(wal_recovery="salvage")) as db:
+        col = db.get_collection("c")
+        assert_state(col, model, DIM)            # rows 0..19 are lost, reported; the rest served
+        assert any(seg.name in e["what"] for e in col._store.background_errors()["recent"])
+    with vecdb.connect(tmp_path / "db") as db:
+        assert_state(db.get_collection("c"), model, DIM)
+
+
 def test_edited_checkpoint_in_a_manifest_is_corruption(tmp_path):
     """A manifest edited into other valid JSON used to drop acknowledged rows silently."""
     with vecdb.connect(tmp_path / "db") as db:

@@ -179,3 +179,11 @@ def verify_database(path: str | Path) -> VerifyReport:
             r.count(k, v)
         r.count("collections")
     return r
+
+
+def verify_path(path: str | Path) -> VerifyReport:
+    """A database directory or a single collection directory, whichever ``path`` is."""
+    path = Path(path)
+    if (path / "manifest").is_dir():
+        return verify_collection(path)
+    return verify_database(path)

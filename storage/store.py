@@ -18,40 +18,35 @@ import os
 import shutil
 import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vecdb.errors import Corruption, InvalidArgument, Unavailable, VersionNotFound
-from vecdb.storage import compaction, fileio, manifest as mf
+from vecdb.storage import cleanup, compaction, fileio, manifest as mf
+from vecdb.storage.background import BackgroundFailures
 from vecdb.storage.manifest import Manifest, SegmentEntry
-from vecdb.storage.memtable import Memtable, MemtableView
+from vecdb.storage.memtable import Memtable
 from vecdb.storage.schema import ID, payload_schema, row_schema
 from vecdb.storage.segment import (ALIVE, Segment, deletes_name, read_deletes, segment_name,
                                    write_deletes, write_segment)
 from vecdb.index.base import load_index
 from vecdb.index.planner import index_config_for
 from vecdb.storage.indexer import IndexBuilder
+from vecdb.storage.view import Part, StoreView, lookup
 from vecdb.storage.wal import (OP_DELETE, OP_UPSERT, RECOVERY_MODES, ReplayReport, WalWriter, replay,
                                wal_files)
+
+__all__ = ["CollectionStore", "StoreOptions", "StoreView", "Part"]
 
 log = logging.getLogger("vecdb.storage")
 
 MEMTABLE_KEY = 0          # id-map code of memtable rows: row number (segment rows: num << 32 | row)
 ROW_BITS = 32
 READ_ONLY_RETRIES = 5     # a read-only open retries on a newer version this often
-RETRY_FIRST_S = 0.5       # first delay before retrying a failed background step (doubles)
-RETRY_MAX_S = 30.0
-INDEX_RETRIES = 5         # a failing index build is tried this often per open
 
-# In-process pins of manifest versions held by open read-only views: GC keeps their files.
-_pins: Counter = Counter()
-_pins_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -65,69 +60,6 @@ class StoreOptions:
     keep_versions: int = 10
     keep_versions_for_s: float = 0.0
     wal_recovery: str = "tolerate_tail"   # tolerate_tail | absolute | salvage (storage/wal.py)
-
-
-@dataclass(frozen=True)
-class Part:
-    """One searchable part of a view: a sealed segment or the memtable prefix."""
-
-    vectors: np.ndarray
-    alive: np.ndarray | None          # rows visible to the view; None = all
-    table_fn: object                  # () -> pa.Table with id + payload columns
-    norms_fn: object | None           # () -> squared norms (segments only)
-    segment: Segment | None = None    # None for the memtable
-
-    def table(self) -> pa.Table:
-        return self.table_fn()
-
-    @cached_property
-    def n_alive(self) -> int:
-        """Rows visible to the view (counted once per view)."""
-        return len(self.vectors) if self.alive is None else int(np.count_nonzero(self.alive))
-
-    def ids_at(self, rows: np.ndarray) -> list:
-        """The ids of ``rows`` (int64 row numbers, any order, repeats allowed), as Python values."""
-        if self.segment is not None:
-            ids = self.segment.id_array()
-            if ids is not None:          # one gather, fresh ints: no walk over a big list
-                return ids[rows].tolist()
-            ids = self.segment.id_list()
-            return [ids[r] for r in rows.tolist()]
-        return self.table().column(ID).take(pa.array(rows, type=pa.int64())).to_pylist()
-
-    def columns_at(self, fields: list[str], rows: np.ndarray) -> list[list]:
-        """Payload ``fields`` of ``rows`` (int64 row numbers, any order, repeats allowed):
-        one list of Python values (None for null) per field."""
-        if self.segment is not None:
-            return [self.segment.column_at(f, rows) for f in fields]
-        t = self.table().select(fields).take(pa.array(rows, type=pa.int64()))
-        return [t.column(f).to_pylist() for f in fields]
-
-
-@dataclass(frozen=True)
-class StoreView:
-    """What one reader sees: sealed segments and a memtable prefix, as of ``seq``."""
-
-    seq: int
-    segments: tuple[Segment, ...]
-    memtable: MemtableView | None
-    manifest: Manifest
-    schema: pa.Schema = field(repr=False)      # id + payload columns
-
-    def parts(self) -> tuple[Part, ...]:
-        """The searchable parts: each sealed segment, then the memtable prefix if not empty."""
-        return self._parts
-
-    @cached_property
-    def _parts(self) -> tuple[Part, ...]:
-        # built once per view: what a view sees never changes (deletes newer than ``seq``
-        # are invisible to it), and the store hands out the same view until something moves
-        out = [Part(s.vectors, s.alive_mask(self.seq), (lambda s=s: s.table), s.norms, s)
-               for s in self.segments]
-        if self.memtable is not None and self.memtable.n:
-            m = self.memtable
-            out.append(Part(m.vectors[:m.n], m.alive_mask(), lambda: m.payload_table(self.schema), None))
-        return tuple(out)
 
 
 class CollectionStore:
@@ -148,10 +80,7 @@ class CollectionStore:
         self._bg: threading.Thread | None = None
         self._segments: dict[int, Segment] = {}
         self._view_cache: tuple | None = None   # (seq, state, manifest, memtable rows, view)
-        self._bg_errors: deque = deque(maxlen=32)   # failed background steps, newest last
-        self._bg_failures = 0
-        self._retry: threading.Timer | None = None
-        self._retry_delay = RETRY_FIRST_S
+        self._failures = BackgroundFailures(manifest.name)
         self.replay_report = ReplayReport()
         self.unverified: list[str] = []      # files opened without a recorded checksum (old format)
         damaged = []
@@ -162,10 +91,9 @@ class CollectionStore:
                 if options.wal_recovery != "salvage":
                     raise
                 damaged.append(e)     # salvage: keep the intact segments, report the rest
-                self._background_failed(f"salvage dropped damaged segment {e.file}", err)
+                self._failures.failed(f"salvage dropped damaged segment {e.file}", err)
         self._memtable = self._new_memtable()
         self._set_state(tuple(self._segments.values()), self._memtable)
-        self._index_tries: dict[int, int] = {}
         self._indexer = IndexBuilder(manifest.name, manifest.dim, self.kernel_metric,
                                      self.dir / "segments", self._install_index, self._pending,
                                      self._index_failed)
@@ -178,8 +106,7 @@ class CollectionStore:
         if read_only:
             if replay_wal:   # the current version: see every write acknowledged before opening
                 self._replay(repair=False)
-            with _pins_lock:
-                _pins[(str(directory), manifest.version)] += 1
+            cleanup.pin(directory, manifest.version)
             return
         if damaged:
             kept = tuple(e for e in manifest.segments if e.num in self._segments)
@@ -229,7 +156,7 @@ class CollectionStore:
             seg.index = load_index(path, e.index_config, seg.vectors, self._manifest.dim, self.kernel_metric)
         except (Corruption, OSError) as err:
             seg.index = None
-            self._background_failed(f"index {e.index} of segment {e.file} is unusable; the segment is "
+            self._failures.failed(f"index {e.index} of segment {e.file} is unusable; the segment is "
                                     f"searched exactly and its index rebuilt", err)
             return
         seg.index_kind = e.index_config["type"]
@@ -314,12 +241,8 @@ class CollectionStore:
 
     def _index_failed(self, seg: Segment, config: dict, e: BaseException) -> None:
         """A build failed (builder thread): report it and retry later, a few times."""
-        self._background_failed(f"building the {config['type']} index of segment {seg.num}", e)
-        tries = self._index_tries[seg.num] = self._index_tries.get(seg.num, 0) + 1
-        if tries < INDEX_RETRIES and not self._closed:
-            t = threading.Timer(min(RETRY_FIRST_S * 2 ** tries, RETRY_MAX_S), self._retry_index, (seg, config))
-            t.daemon = True
-            t.start()
+        self._failures.index_failed(seg.num, f"building the {config['type']} index of segment {seg.num}",
+                                    e, lambda: self._retry_index(seg, config))
 
     def _retry_index(self, seg: Segment, config: dict) -> None:
         with self.write_lock:
@@ -486,47 +409,33 @@ class CollectionStore:
             self._wal.sync_to(seq)
         if self._seal_due():
             with self.write_lock:
-                if self._seal_due() and self._retry is None:
+                if self._seal_due() and not self._failures.retry_pending:
                     try:
                         self.flush()
                     except Exception as e:   # the write is durable: report and retry, not raise
-                        self._background_failed("sealing the memtable", e, retry=True)
+                        self._failures.failed("sealing the memtable", e, self._retry_flush)
 
     def _seal_due(self) -> bool:
         return self._memtable.n >= self.options.seal_rows or self._memtable.nbytes >= self.options.seal_bytes
 
-    # ---- background failures: logged, counted, retried ------------------------------------
-
-    def _background_failed(self, what: str, e: BaseException, retry: bool = False) -> None:
-        """Record a failed step that no caller is waiting for; with ``retry`` try again later."""
-        self._bg_failures += 1
-        self._bg_errors.append({"time": time.time(), "what": what, "error": f"{type(e).__name__}: {e}"})
-        log.warning("%s: %s failed: %s%s", self._manifest.name, what, e,
-                    f" (retrying in {self._retry_delay:.1f}s)" if retry else "")
-        if retry and self._retry is None and not self._closed:
-            self._retry = threading.Timer(self._retry_delay, self._retry_flush)
-            self._retry.daemon = True
-            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
-            self._retry.start()
-
     def _retry_flush(self) -> None:
+        """Retry a failed seal (timer thread); a further failure schedules the next retry."""
         with self.write_lock:
             if self._closed:
-                self._retry = None
                 return
             try:
                 self.flush()
             except Exception as e:
-                self._retry = None
-                self._background_failed("retrying the flush", e, retry=True)
+                self._failures.retry_done(ok=False)
+                self._failures.failed("retrying the flush", e, self._retry_flush)
                 return
-            self._retry, self._retry_delay = None, RETRY_FIRST_S
-            log.info("%s: background flush succeeded after earlier failures", self._manifest.name)
+            self._failures.retry_done(ok=True)
+        log.info("%s: background flush succeeded after earlier failures", self._manifest.name)
 
     def background_errors(self) -> dict:
-        """Failed background steps (sealing, index builds, clean-up) since open: for stats()."""
-        return {"failures": self._bg_failures, "retry_pending": self._retry is not None,
-                "recent": list(self._bg_errors), "unverified_files": list(self.unverified),
+        """Failed background steps (sealing, index builds, clean-up) since open, files opened
+        without a recorded checksum, and what WAL recovery did: for ``stats()``."""
+        return {**self._failures.report(), "unverified_files": list(self.unverified),
                 "wal_recovery": self.replay_report.as_dict()}
 
     def _replay(self, repair: bool) -> None:
@@ -621,7 +530,7 @@ class CollectionStore:
             for old in wal_files(self.dir / "wal")[:-1]:
                 fileio.unlink(old, missing_ok=True)
         except (OSError, Unavailable) as e:
-            self._background_failed("retiring old WAL files after a checkpoint", e)
+            self._failures.failed("retiring old WAL files after a checkpoint", e)
 
     def _entries_with_deletes(self, version: int, dirty: list[Segment]) -> list[SegmentEntry]:
         """Current segment entries with fresh bitmaps for ``dirty`` ones; empty segments dropped."""
@@ -753,7 +662,7 @@ class CollectionStore:
                 self.compact()
             except Exception as e:  # background work must not kill the process; reported
                 if not self._closed:
-                    self._background_failed("background compaction", e)
+                    self._failures.failed("background compaction", e)
         self._bg = threading.Thread(target=run, name="vecdb-compact", daemon=True)
         self._bg.start()
 
@@ -772,46 +681,13 @@ class CollectionStore:
         return out
 
     def _gc(self) -> None:
-        """Drop old manifest versions (keep-last-N / keep-for-duration) and unreferenced files.
-
-        Keeps the installed version's files, those of versions pinned by open read-only views
-        in this process, and files being written (a compaction's segments, an index build's
-        temp file ``.seg-N.idx.tmp-<pid>-<tid>``). A damaged old version is skipped with a
-        warning. Clean-up never raises: a failure is reported and retried at the next one.
-        """
+        """Drop old versions and unreferenced files (storage/cleanup.py). Never raises: a
+        failure is reported and the next clean-up tries again."""
         try:
-            self._collect()
+            cleanup.collect(self.dir, self._manifest, self.options.keep_versions,
+                            self.options.keep_versions_for_s, set(self._pending))
         except Exception as e:
-            self._background_failed("clean-up of old versions and files", e)
-
-    def _collect(self) -> None:
-        mdir = self.dir / "manifest"
-        versions = mf.list_versions(mdir)
-        keep_n = set(versions[-max(1, self.options.keep_versions):])
-        now = time.time()
-        with _pins_lock:
-            pinned = {v for (d, v), c in _pins.items() if d == str(self.dir) and c > 0}
-        keep_files: set[str] = set(self._manifest.files())
-        for v in versions:
-            path = mf.manifest_path(mdir, v)
-            keep = v in keep_n or v in pinned or v >= self._manifest.version
-            if not keep and self.options.keep_versions_for_s:
-                keep = now - path.stat().st_mtime < self.options.keep_versions_for_s
-            if not keep:
-                fileio.unlink(path, missing_ok=True)
-                continue
-            try:
-                keep_files |= mf.load(mdir, v).files()
-            except Corruption as e:
-                log.warning("%s: skipping damaged old manifest version %d: %s", self._manifest.name, v, e)
-        pending = set(self._pending)
-        for p in (self.dir / "segments").iterdir():
-            name = p.name
-            if name in keep_files or _written_name(name) in pending:
-                continue
-            fileio.unlink(p, missing_ok=True)
-        for p in mdir.glob("*.tmp"):
-            fileio.unlink(p, missing_ok=True)
+            self._failures.failed("clean-up of old versions and files", e)
 
     def snapshot(self, dest: Path) -> Manifest:
         """A consistent copy of the current state in ``dest`` (hard links where possible)."""
@@ -838,10 +714,7 @@ class CollectionStore:
         bg = self._bg
         if bg is not None:
             bg.join()
-        with self.write_lock:
-            retry, self._retry = self._retry, None
-        if retry is not None:
-            retry.cancel()
+        self._failures.close()
         self._indexer.stop()
         with self.write_lock:
             self._closed = True
@@ -849,41 +722,13 @@ class CollectionStore:
             if self._wal is not None:
                 self._wal.close()
         if self.read_only:
-            with _pins_lock:
-                _pins[(str(self.dir), self._manifest.version)] -= 1
+            cleanup.unpin(self.dir, self._manifest.version)
 
     # ---- reads that do not search ----------------------------------------------------------
 
-    def lookup(self, view: StoreView, ids: list) -> pa.Table:
-        """Rows (row schema minus nothing) for ``ids`` that exist in ``view``, any order."""
-        id_type = view.schema.field(ID).type
-        value_set = pa.array(ids, type=id_type)
-        tables = []
-        for part in view.parts():
-            table = part.table()
-            hit = pc.is_in(table.column(ID), value_set=value_set).to_numpy(zero_copy_only=False)
-            if part.alive is not None:
-                hit &= part.alive
-            rows = np.flatnonzero(hit)
-            if len(rows):
-                t = table.take(pa.array(rows)).select([f.name for f in view.schema])
-                vec = np.asarray(part.vectors[rows], dtype=np.float32)
-                t = t.append_column("vector", pa.FixedSizeListArray.from_arrays(
-                    pa.array(vec.reshape(-1), type=pa.float32()), view.manifest.dim))
-                tables.append(t)
-        if not tables:
-            return None
-        return pa.concat_tables(tables)
-
-
-def _written_name(name: str) -> str:
-    """The file a temp file becomes: ``x.tmp`` and ``.x.tmp-<pid>-<tid>`` -> ``x``."""
-    if name.endswith(".tmp"):
-        return name[:-4]
-    if name.startswith(".") and ".tmp-" in name:
-        return name[1:name.index(".tmp-")]
-    return name
-
+    def lookup(self, view: StoreView, ids: list) -> pa.Table | None:
+        """Rows (row schema) for ``ids`` that exist in ``view``, any order."""
+        return lookup(view, ids)
 
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:

@@ -95,8 +95,7 @@ def abandon(db) -> None:
     """Drop a database as a dead process would: no close, no background work, lock released."""
     for col in list(db._collections.values()):
         store = col._store
-        if store._retry is not None:
-            store._retry.cancel()
+        store._failures.close()
         store._closed = True
     db._dirlock.release()
 

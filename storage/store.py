@@ -206,6 +206,8 @@ class CollectionStore:
                     raise
                 log.info("read-only open of %s raced the writer; retrying on version %d",
                          directory, newest[-1])
+            except OSError as e:      # EIO reading a file, EMFILE, ...: typed, names the file
+                raise fileio.io_error(e, f"opening collection {directory}") from e
         raise AssertionError("unreachable")
 
     def _new_memtable(self) -> Memtable:

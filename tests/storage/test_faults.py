@@ -344,7 +344,7 @@ def replay_kill_sweep(tmp: Path, step: int) -> int:
     (replay, torn-tail truncation, new WAL file, clean-up), then again at every step of the
     next open: the same rows every time."""
     base = tmp / "replay-base"
-    ops = [("upsert", [i % ID_SPACE], [i]) for i in range(40)]
+    ops = [("upsert", [i % ID_SPACE], [i]) for i in range(60)]
     with vecdb.connect(base, seal_rows=1000, auto_compact=False) as db:
         col = db.create_collection("c", dim=DIM, metric="l2", schema={"n": "int64"}, id_type="int64",
                                    index={"type": "flat"})
@@ -386,4 +386,4 @@ def test_sigkill_at_every_commit_step_and_every_replay_step(tmp_path):
     replay_kills = replay_kill_sweep(tmp_path, step=1)
     FIGURES["kills"] = kills + replay_kills
     print(f"\nSIGKILLs survived: {kills} in commits, {replay_kills} during replay")
-    assert kills + replay_kills >= 50 and replay_kills >= 10
+    assert kills >= 50 and replay_kills >= 50

@@ -154,7 +154,8 @@ def _check_wal(directory: Path, m: mf.Manifest, r: VerifyReport) -> None:
     for name, offset, n in report.skipped:
         r.problems.append(f"WAL {name} is damaged at byte {offset} ({n} bytes); the records there are lost")
     for after, nxt in report.gaps:
-        r.problems.append(f"WAL records {after + 1}..{nxt - 1} are missing (a WAL file was removed or shortened)")
+        r.problems.append(f"WAL records {after + 1}..{nxt - 1} cannot be replayed (damaged, or a WAL "
+                          f"file was removed or shortened): their writes are lost")
     for name, offset, n in report.truncated:
         r.warnings.append(f"WAL {name} ends in a torn record at byte {offset} ({n} bytes, never "
                           f"acknowledged); the next open truncates it")

@@ -3,7 +3,7 @@
 The engine opens, writes, fsyncs, renames, truncates and unlinks files only through the
 functions here, and writes a file durably only through ``write_durably`` (temp file, fsync,
 rename, directory fsync). The functions call the module-level ``env`` (a ``FileEnv``); tests
-install a fault-injecting one (``storage/faults.py``, after LevelDB's FaultInjectionTestEnv)
+install a fault-injecting one (``tests/storage/faultenv.py``, after LevelDB's FaultInjectionTestEnv)
 with ``use_env``. ``crash_point(name)`` marks the steps of a commit where a test may kill the
 process; it costs one global lookup when no hook is armed.
 

@@ -10,6 +10,7 @@ version nothing needs, files from before checksums, leftover files clean-up will
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,8 +162,13 @@ def _check_wal(directory: Path, m: mf.Manifest, r: VerifyReport) -> None:
                           f"acknowledged); the next open truncates it")
 
 
-def verify_database(path: str | Path) -> VerifyReport:
-    """Check every collection of the database at ``path``."""
+def verify_database(path: str | Path, hold=None) -> VerifyReport:
+    """Check every collection of the database at ``path``.
+
+    ``hold(name)``, if given, returns a context manager held while that collection is checked:
+    a process that has the database open passes its collections' write locks, so its own
+    clean-up cannot remove a file between listing and reading it.
+    """
     path = Path(path)
     r = VerifyReport(str(path))
     root = path / "collections"
@@ -172,7 +178,8 @@ def verify_database(path: str | Path) -> VerifyReport:
     for d in sorted(root.iterdir()):
         if not (d / "manifest").is_dir() or d.name.endswith((".creating", ".restoring")):
             continue
-        sub = verify_collection(d)
+        with hold(d.name) if hold is not None else nullcontext():
+            sub = verify_collection(d)
         r.collections[d.name] = sub
         r.problems += [f"{d.name}: {p}" for p in sub.problems]
         r.warnings += [f"{d.name}: {w}" for w in sub.warnings]

@@ -46,3 +46,17 @@ def test_not_a_database_is_a_problem(tmp_path):
     r = verify_path(tmp_path)
     assert not r.ok and "no vecdb database" in r.problems[0]
     assert "DAMAGED" in r.lines()[0]
+
+
+def test_verify_database_holds_each_collection_while_checking_it(tmp_path):
+    import contextlib
+    _db(tmp_path / "db")
+    held = []
+
+    @contextlib.contextmanager
+    def hold(name):
+        held.append(name)
+        yield
+    assert verify_path(tmp_path / "db").ok
+    from vecdb.storage.verify import verify_database
+    assert verify_database(tmp_path / "db", hold).ok and held == ["c"]

@@ -103,8 +103,7 @@ class Manifest:
             body, want = data[:cut], data[cut + len(_TRAILER):-1]
             if b"%08x" % crc32c(body) != want:
                 raise ValueError("checksum mismatch (the file was changed or damaged)")
-            m, version = Manifest.from_json(body.decode())
-            return m
+            return Manifest.from_json(body.decode())[0]
         m, version = Manifest.from_json(data.decode())
         if version >= 2:
             raise ValueError("checksum line missing (the file was truncated or edited)")

@@ -72,7 +72,8 @@ def read_deletes(path: Path, n_rows: int, checksum=None) -> np.ndarray:
     except FileNotFoundError:
         raise Corruption(f"delete bitmap {path.name} is missing") from None
     if checksum is not None and (len(data), crc32c(data)) != tuple(checksum):
-        raise Corruption(f"delete bitmap {path.name} fails its checksum")
+        raise Corruption(f"delete bitmap {path.name} fails its checksum: which rows of its segment "
+                         f"are deleted is unknown, so none of them is served")
     if len(data) < DEL_HEADER.size:
         raise Corruption(f"delete bitmap {path.name} is truncated")
     magic, n, crc = DEL_HEADER.unpack_from(data)

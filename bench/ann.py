@@ -233,7 +233,8 @@ def main() -> None:
             filtered.append({"selectivity": sel, "filter": expr, "ef": ef, "recall": rec, "qps_single": qps,
                              "ratio_to_unfiltered": qps / unfiltered(ef),
                              "ratio_to_unfiltered_at_recall": qps / unfiltered(ef95), "short_results": short,
-                             "strategy": sorted({p["strategy"] for p in plan})})
+                             "strategy": sorted({p["strategy"] for p in plan}),
+                             "ran": sorted({step for p in plan for step in p["ran"]})})
         out["filtered"] = {"ef": ef95, "unfiltered_qps_single": unfiltered_at, "rows": filtered}
 
         # ---- HNSW + SQ8 with rescoring ------------------------------------------------------

@@ -37,6 +37,8 @@ import numpy as np
 
 from vecdb.errors import Corruption, DimensionMismatch, InvalidArgument
 from vecdb.index.exact import exact_search, rescore, squared_norms
+from vecdb.index.metric import metric_of
+from vecdb.index.planner import Strategy
 
 __all__ = [
     "VectorIndex", "FaissIndex", "Param", "PARAMS", "DEFAULTS", "INDEX_TYPES", "METRICS",
@@ -334,8 +336,7 @@ def as_vectors(vectors: Any, dim: int, what: str = "vectors") -> np.ndarray:
 
 def pad(nq: int, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """All-padding results: scores -inf (ip) / +inf (l2), rows -1."""
-    worst = -np.inf if metric == "ip" else np.inf
-    return np.full((nq, k), worst, np.float32), np.full((nq, k), -1, np.int64)
+    return metric_of(metric).pad(nq, k)
 
 
 class VectorIndex(abc.ABC):
@@ -429,10 +430,12 @@ class VectorIndex(abc.ABC):
         return self.search_checked(q, int(k), allowed, self.search_params(params), count)
 
     def search_checked(self, q: np.ndarray, k: int, allowed: np.ndarray | None, p: dict[str, Any],
-                       count: int | None) -> tuple[np.ndarray, np.ndarray]:
+                       count: int | None, ran: list | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``search`` on arguments its caller has checked: q (nq, dim) float32 C-contiguous,
         k >= 1, allowed None or a bool mask (ntotal,) with ``count`` True entries, p from
-        ``search_params`` (the collection validates all of these once per search)."""
+        ``search_params`` (the collection validates all of these once per search). The
+        planner's steps that ran beyond the walk itself (``planner.Strategy``) are appended
+        to ``ran``."""
         n = self.ntotal
         if allowed is None:
             count = n
@@ -440,11 +443,13 @@ class VectorIndex(abc.ABC):
             allowed = None
         if count == 0 or len(q) == 0:
             return pad(len(q), k, self.metric)
-        scores, rows = self._search(q, k, allowed, count, p)
+        scores, rows = self._search(q, k, allowed, count, p, [] if ran is None else ran)
         last = min(k, count) - 1                           # short rows are padded at the end
         if p["exact_fallback"] and (rows.item(0, last) < 0 if len(q) == 1 else rows[:, last].min() < 0):
             short = rows[:, last] < 0
             if short.any():
+                if ran is not None:
+                    ran.append(Strategy.EXACT_FALLBACK)
                 scores[short], rows[short] = self._exact(q[short], k, allowed)
         return scores, rows
 
@@ -468,8 +473,9 @@ class VectorIndex(abc.ABC):
 
     @abc.abstractmethod
     def _search(self, q: np.ndarray, k: int, allowed: np.ndarray | None, count: int,
-                p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Search ``count`` >= 1 allowed rows (allowed None: all rows); may come back short."""
+                p: dict[str, Any], ran: list) -> tuple[np.ndarray, np.ndarray]:
+        """Search ``count`` >= 1 allowed rows (allowed None: all rows); may come back short.
+        Appends to ``ran`` the planner's steps it chose beyond its plain walk."""
 
     def _exact(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k over the original vectors (the Numba kernel)."""
@@ -616,7 +622,7 @@ class FaissIndex(VectorIndex):
         """FAISS (D, I) to vecdb's padding: rows -1 get the worst score."""
         rows = I.astype(np.int64, copy=False)
         scores = D.astype(np.float32, copy=False)
-        scores[rows < 0] = -np.inf if self.metric == "ip" else np.inf
+        scores[rows < 0] = metric_of(self.metric).worst
         return scores, rows
 
     def _finish(self, q: np.ndarray, k: int, D: np.ndarray, I: np.ndarray,

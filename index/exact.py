@@ -24,11 +24,13 @@ scores and the tie rule holds exactly; results do not depend on the thread count
 from __future__ import annotations
 
 from contextlib import contextmanager
+from enum import IntEnum
 
 import numba
 import numpy as np
 from numba import njit, prange
 
+from vecdb.index.metric import metric_of
 from vecdb.index.topk import EMPTY, heap_offer, heap_sorted
 
 __all__ = ["exact_search", "rescore", "squared_norms"]
@@ -45,7 +47,19 @@ _MIN_WORK_PER_THREAD = 1 << 21
 _MASK_SCAN_DENSITY = (0.15, 0.05)
 _QUERY_LANES = 16  # batch queries are padded to a multiple of one AVX-512 vector of float32
 
-_IP, _L2_DIRECT, _L2_NORMS = 0, 1, 2
+
+
+class ScanMode(IntEnum):
+    """How a scan kernel scores a row: inner product, squared l2 computed directly, or l2 from
+    precomputed squared norms (|x|^2 - 2 q.x, batch tile)."""
+
+    IP = 0
+    L2_DIRECT = 1
+    L2_NORMS = 2
+
+
+# plain ints for the kernels (a Numba global is a compile-time constant)
+_IP, _L2_DIRECT, _L2_NORMS = int(ScanMode.IP), int(ScanMode.L2_DIRECT), int(ScanMode.L2_NORMS)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -408,7 +422,7 @@ def exact_search(
             raise ValueError(f"allowed must be a bool mask of shape ({n},)")
     if norms is not None and np.shape(norms) != (n,):
         raise ValueError(f"norms must have shape ({n},)")
-    pad_score = np.float32(-np.inf if metric == "ip" else np.inf)
+    pad_score = np.float32(metric_of(metric).worst)
     out_s = np.full((nq, k), pad_score, dtype=np.float32)
     out_r = np.full((nq, k), -1, dtype=np.int64)
     count = n if allowed is None else int(np.count_nonzero(allowed))

@@ -27,7 +27,7 @@ class FlatIndex(VectorIndex):
     def _add(self, vectors: np.ndarray) -> None:
         pass        # VectorIndex.add keeps the reference (or concatenates)
 
-    def _search(self, q, k, allowed, count, p):
+    def _search(self, q, k, allowed, count, p, ran):
         return self._exact(q, k, allowed)
 
     def save(self, path: str | Path) -> None:

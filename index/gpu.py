@@ -44,6 +44,8 @@ import warnings
 import numpy as np
 
 from vecdb.errors import Unavailable
+from vecdb.index.metric import metric_of
+from vecdb.index.planner import GPU_MIN_QUERIES  # noqa: F401  (re-exported: the batch size for the GPU)
 
 log = logging.getLogger("vecdb.index")
 
@@ -281,7 +283,7 @@ class GpuExact:
             if allowed.shape != (n,):
                 raise ValueError(f"allowed must be a bool mask of shape ({n},)")
         nq = queries.shape[0]
-        pad = np.float32(-np.inf if self.metric == "ip" else np.inf)
+        pad = np.float32(metric_of(self.metric).worst)
         out_s = np.full((nq, k), pad, dtype=np.float32)
         out_r = np.full((nq, k), -1, dtype=np.int64)
         count = n if allowed is None else int(np.count_nonzero(allowed))
@@ -370,7 +372,7 @@ class TorchExact:
         torch = self._torch
         queries, k = check_queries(queries, self._d, k)
         nq = queries.shape[0]
-        worst = -np.inf if self.metric == "ip" else np.inf
+        worst = metric_of(self.metric).worst
         out_s = np.full((nq, k), worst, np.float32)
         out_r = np.full((nq, k), -1, np.int64)
         mask = None
@@ -414,7 +416,6 @@ class TorchExact:
 
 # --------------------------------------------------------------------------- choice
 
-GPU_MIN_QUERIES = 16   # batches this large scan sealed segments on the GPU (transfers amortised)
 
 
 @functools.lru_cache(maxsize=1)

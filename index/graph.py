@@ -16,6 +16,7 @@ inner product ``c + sum(a * x)``, squared L2 ``sum((a - b * x) ** 2)``.
 """
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import NamedTuple
 
 import numba
@@ -25,8 +26,23 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["Graph", "GraphSearcher", "compact_arrays", "compact_graph", "graph_of", "level0_ids", "padded_arrays"]
+from vecdb.index.metric import metric_of
 
+__all__ = ["Graph", "GraphSearcher", "compact_arrays", "compact_graph", "graph_of", "level0_ids", "padded_arrays", "WalkMode"]
+
+
+
+class WalkMode(IntEnum):
+    """Which rows a beam search walks: all, all but keeping allowed ones only, or allowed ones
+    only reached through two hops of the graph (ACORN-1)."""
+
+    ALL = 0
+    ALLOWED = 1
+    TWO_HOP = 2
+
+
+# plain ints for the kernels (a Numba global is a compile-time constant)
+_ALL, _ALLOWED, _TWO_HOP = int(WalkMode.ALL), int(WalkMode.ALLOWED), int(WalkMode.TWO_HOP)
 _EMPTY_ALLOWED = np.zeros(1, np.bool_)
 _ZEROS1 = np.zeros(1, np.float32)
 PREFETCH_LINES = 8          # cache lines of a row prefetched before its distance is taken
@@ -451,7 +467,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, u
     inf = np.float32(np.inf)
     lower = inf
     visited[cur] = tag
-    if mode == 0 or allowed[cur]:
+    if mode == _ALL or allowed[cur]:
         _push_min(rd, ri, rs, -dcur, cur)      # results: a min-heap of -distance
         rs = 1
         lower = dcur
@@ -462,7 +478,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, u
     while cs > 0:
         d0 = cd[0]
         node = ci[0]
-        if d0 > lower and (rs == ef or mode != 1):
+        if d0 > lower and (rs == ef or mode != _ALLOWED):
             break
         _pop_min(cd, ci, cs)
         cs -= 1
@@ -470,7 +486,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, u
         if cs > 0:                                   # the next node to expand, most likely
             _prefetch_list(neighbors, hi, offsets, cum, compact, ci[0])
         m = 0
-        if mode == 2:                                # two hops through the graph (ACORN-1)
+        if mode == _TWO_HOP:                         # two hops through the graph (ACORN-1)
             for j in range(base, end):
                 v = _id(neighbors, hi, compact, j)
                 if v < 0:
@@ -523,7 +539,7 @@ def _search_one(data, neighbors, offsets, cum, entry, max_level, hi, up_nodes, u
                     ci = ni
                 _push_min(cd, ci, cs, d, v)
                 cs += 1
-                if mode != 1 or allowed[v]:
+                if mode != _ALLOWED or allowed[v]:
                     _push_min(rd, ri, rs, -d, v)
                     rs += 1
                     if rs > ef:
@@ -649,10 +665,9 @@ class GraphSearcher:
         best first; I int64 row numbers, -1 where fewer than kk (allowed) rows were reached."""
         nq = len(q)
         if nq == 0 or self.n == 0:
-            return (np.full((nq, kk), -np.inf if self.ip else np.inf, np.float32),
-                    np.full((nq, kk), -1, np.int64))
+            return metric_of("ip" if self.ip else "l2").pad(nq, kk)
         A, C = self._prepare(q)
-        mode = 0 if allowed is None else (2 if two_hop else 1)
+        mode = int(WalkMode.ALL if allowed is None else (WalkMode.TWO_HOP if two_hop else WalkMode.ALLOWED))
         allow = _EMPTY_ALLOWED if allowed is None else allowed
         ef = max(int(ef), int(kk))
         workers = 1 if nq == 1 else min(nq, numba.get_num_threads())

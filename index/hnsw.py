@@ -11,18 +11,9 @@ import numpy as np
 from vecdb.errors import Corruption
 from vecdb.index.base import FaissIndex, _faiss, pad, read_footer, write_index_file
 from vecdb.index.graph import Graph, GraphSearcher, compact_arrays, compact_graph, graph_of, level0_ids, padded_arrays
-from vecdb.index.planner import graph_beam
+from vecdb.index.planner import Strategy, filtered_walk
 
 __all__ = ["HNSWFlatIndex", "HNSWSQ8Index"]
-
-# Two-hop filtered walks (bench.ann / tests: 0.5 M rows d=50 and 117k rows d=384): at 10-25 %
-# selectivity they ran 2-3x faster than walking every row at recall 0.96-0.98; from 2 % to
-# 10 % their beam widens (planner.graph_beam) and they run 3-15x faster than walking every row
-# at recall 0.95-0.97 (at 1 % recall stalls near 0.93: the planner scans below 2 %); above
-# ~50 % walking every row costs at most 2x an unfiltered search and is faster.
-TWO_HOP_MIN = 0.02
-TWO_HOP_MAX = 0.5
-WALK, TWO_HOP, EXACT = 0, 1, 2          # filtered search kinds (_walk_kind)
 
 # A graph-only file holds arrays raw, each 64-byte aligned; the footer's "graph" entry places
 # them ([start, count, dtype]; the first dtype listed here where a file names none). hnsw: the
@@ -48,12 +39,11 @@ class HNSWFlatIndex(FaissIndex):
        they are the answer;
     2. otherwise, with s the smaller of the global selectivity and the one seen among those ef
        nearest (a filter correlated with the query region shows up here):
-       - TWO_HOP_MIN <= s < TWO_HOP_MAX: walk the allowed rows only, reaching them through
-         two hops of the graph (ACORN-1), so distances are computed for allowed rows alone,
-         with a beam widened below 10 % (``planner.graph_beam``), unless a scan of the
-         allowed rows scores fewer;
-       - otherwise walk every row keeping only allowed ones, which computes about ef * m / s
-         distances, unless an exact scan of the allowed rows is as cheap.
+       the planner's ``filtered_walk`` chooses (its thresholds, not this index's): a two-hop
+       walk of the allowed rows only (ACORN-1, distances computed for allowed rows alone,
+       beam widened below 10 %), a walk of every row keeping only allowed ones (about
+       ef * m / s distances), or an exact scan of the allowed rows where that scores fewer.
+    Each step taken is recorded in ``ran`` (``planner.Strategy``).
     """
 
     kind = "hnsw"
@@ -202,7 +192,7 @@ class HNSWFlatIndex(FaissIndex):
         """Graph search, (D, I) of width kk in FAISS's convention, beam ef, optional allow-list."""
         return (self._searcher or self._graph_searcher()).search(q, kk, ef, allowed, two_hop)
 
-    def _search(self, q, k, allowed, count, p):
+    def _search(self, q, k, allowed, count, p, ran):
         rescore = p.get("rescore", 0)
         kk = k * rescore if rescore else k
         ef = max(p["ef"], kk)
@@ -211,13 +201,14 @@ class HNSWFlatIndex(FaissIndex):
             return self._rescore(q, I, k) if rescore else (D, I)   # already padded like vecdb
         s = count / self.ntotal
         if s * ef < kk:               # no post-filter: every query walks the same way
-            return self._walk(q, k, kk, allowed, self._walk_kind(s, ef, count), rescore)
+            return self._walk(q, k, kk, allowed, self._walk_kind(s, ef, count), rescore, ran)
         nq = len(q)
         scores, rows = pad(nq, k, self.metric)
         # 1. post-filter the nearest ef / sqrt(s): the k allowed rows sit about k / s deep, and
         # a beam of ef alone lost recall there (WordNet, ef 32, 40-50 % allowed: 0.94-0.95
         # against 0.96 unfiltered; ef / sqrt(s): 0.96-0.97 at 0.55-0.7x the unfiltered speed)
         post = int(math.ceil(ef / math.sqrt(s)))
+        ran.append(Strategy.POST_FILTER_WALK)
         D, I = self._graph(q, post, post, None)
         ok = (I >= 0) & allowed[np.maximum(I, 0)]
         found = ok.sum(axis=1)
@@ -232,26 +223,20 @@ class HNSWFlatIndex(FaissIndex):
         how = [self._walk_kind(ls, ef, count) for ls in local.tolist()]
         for walk in set(how):                               # 2. filtered walks
             group = rest[[h == walk for h in how]]
-            scores[group], rows[group] = self._walk(q[group], k, kk, allowed, walk, rescore)
+            scores[group], rows[group] = self._walk(q[group], k, kk, allowed, walk, rescore, ran)
         return scores, rows
 
-    def _walk_kind(self, s: float, ef: int, count: int) -> tuple[int, int]:
-        """(TWO_HOP, WALK or EXACT, beam) when ``s`` is the allowed share near the query."""
-        m = self._build.get("m", self.params["m"])        # as built (the file's, once loaded)
-        if TWO_HOP_MIN <= s < TWO_HOP_MAX:
-            beam = graph_beam(ef, s)
-            # each expansion scores up to 2m allowed rows: past count, scan them instead
-            return (EXACT, ef) if beam * 2 * m >= count else (TWO_HOP, beam)
-        if ef / s * m >= count:
-            return EXACT, ef
-        return WALK, ef
+    def _walk_kind(self, s: float, ef: int, count: int) -> tuple[Strategy, int]:
+        """The planner's walk and beam when ``s`` is the allowed share near the query."""
+        return filtered_walk(s, ef, count, self._build.get("m", self.params["m"]))  # m as built
 
-    def _walk(self, q, k, kk, allowed, walk: tuple[int, int], rescore):
+    def _walk(self, q, k, kk, allowed, walk: tuple[Strategy, int], rescore, ran: list):
         """Filtered search of queries by one ``_walk_kind``; scores and rows (nq, k)."""
         kind, beam = walk
-        if kind == EXACT:
+        ran.append(kind)
+        if kind is Strategy.INDEX_SCAN:
             return self._exact(q, k, allowed)
-        D, I = self._graph(q, kk, beam, allowed, kind == TWO_HOP)
+        D, I = self._graph(q, kk, beam, allowed, kind is Strategy.TWO_HOP_WALK)
         if rescore:
             return self._rescore(q, I, k)
         return D, I                                          # already padded like vecdb

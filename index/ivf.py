@@ -8,6 +8,7 @@ from numba import njit
 
 from vecdb.errors import InvalidArgument
 from vecdb.index.base import FaissIndex, _faiss, ceil_div, pad
+from vecdb.index.planner import Strategy
 
 __all__ = ["IVFFlatIndex", "IVFPQIndex", "auto_nlist", "auto_pq_m"]
 
@@ -82,7 +83,7 @@ class IVFFlatIndex(FaissIndex):
     def nlist(self) -> int:
         return 0 if self._index is None else int(self._index.nlist)
 
-    def _search(self, q, k, allowed, count, p):
+    def _search(self, q, k, allowed, count, p, ran):
         rescore = p.get("rescore", 0)
         kk = k * rescore if rescore else k
         nprobe = min(p["nprobe"], self.nlist)
@@ -102,6 +103,7 @@ class IVFFlatIndex(FaissIndex):
         # (a membership test costs about a quarter of a distance) that a scan is cheaper.
         target = ceil_div(self.ntotal * nprobe, self.nlist)
         if target >= count:
+            ran.append(Strategy.INDEX_SCAN)
             return self._exact(q, k, allowed)
         lists, sizes = self._list_of_row()
         per_list = _allowed_per_list(lists, allowed, self.nlist)
@@ -123,6 +125,7 @@ class IVFFlatIndex(FaissIndex):
             D, I = self._preassigned(fq[g], kk, assign, Dq[g, :width], allowed)
             scores[g], rows[g] = self._finish(q[g], k, D, I, rescore)
         if len(e):
+            ran.append(Strategy.INDEX_SCAN)
             scores[e], rows[e] = self._exact(q[e], k, allowed)
         return scores, rows
 

@@ -21,7 +21,7 @@ class SQFP16Index(FaissIndex):
         f = _faiss()
         return f.IndexScalarQuantizer(self._fdim, f.ScalarQuantizer.QT_fp16, self.faiss_metric)
 
-    def _search(self, q, k, allowed, count, p):
+    def _search(self, q, k, allowed, count, p, ran):
         rescore = p["rescore"]
         kk = k * rescore if rescore else k
         sel, bits = self._selector(allowed)

@@ -30,8 +30,6 @@ SEGMENT_FORMAT_VERSION = b"1"
 DEL_MAGIC = b"VDBDEL01"
 DEL_HEADER = struct.Struct("<8sQI")
 ALIVE = np.iinfo(np.int64).max
-FILTER_CACHE_ENTRIES = 32     # filter masks kept per segment (n bytes each)
-SUBSET_CACHE_BYTES = 128 << 20  # compact copies of selective filters' rows, per segment
 
 
 def segment_name(num: int) -> str:
@@ -127,13 +125,9 @@ class Segment:
         self.last_delete_seq = 0
         self._mask_lock = threading.Lock()
         self._mask: tuple[int, np.ndarray | None] | None = None
-        self._norms: np.ndarray | None = None
         self._id_list: list | None = None
         self._id_array: np.ndarray | None = None
         self._columns: dict = {}     # payload field -> reader of rows (see column_at)
-        self._filter_masks: dict = {}
-        self._subsets: dict = {}
-        self._device = None          # GPU exact searcher (index/gpu.py); False: none usable
         self.index = None            # a ready VectorIndex, set once its build is durable
         self.index_kind: str | None = None
 
@@ -173,39 +167,6 @@ class Segment:
             self._mask = (last, result)
         return result
 
-    def filter_mask(self, key, evaluate) -> tuple[np.ndarray, int]:
-        """The row mask of filter ``key`` and its number of matches, computed by ``evaluate()``
-        once and kept (LRU).
-
-        Rows never change in a sealed segment, so a filter's mask is reusable until the
-        segment goes away; deletes are applied separately through ``alive_mask``.
-        """
-        cache = self._filter_masks
-        hit = cache.pop(key, None)
-        if hit is None:
-            mask = evaluate()
-            mask.setflags(write=False)
-            hit = (mask, int(np.count_nonzero(mask)))
-            while len(cache) >= FILTER_CACHE_ENTRIES:
-                cache.pop(next(iter(cache)))
-        cache[key] = hit            # most recently used last
-        return hit
-
-    def filter_subset(self, key, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(row numbers, contiguous copy of their vectors) of a selective filter, kept (LRU,
-        ``SUBSET_CACHE_BYTES`` per segment): scanning a compact copy is ~10x faster than
-        gathering scattered rows through a mask."""
-        cache = self._subsets
-        hit = cache.pop(key, None)
-        if hit is None:
-            rows = np.flatnonzero(mask)
-            hit = (rows, np.ascontiguousarray(self.vectors[rows]))
-            while cache and sum(v.nbytes for _, v in cache.values()) + hit[1].nbytes > SUBSET_CACHE_BYTES:
-                cache.pop(next(iter(cache)))
-        if hit[1].nbytes <= SUBSET_CACHE_BYTES:
-            cache[key] = hit
-        return hit
-
     def id_array(self) -> np.ndarray | None:
         """Integer ids as a numpy array (zero-copy from the map), None for string ids."""
         ids = self._id_array
@@ -231,25 +192,6 @@ class Segment:
         if read is None:
             read = self._columns[name] = _column_reader(self.table.column(name))
         return read(rows)
-
-    def norms(self) -> np.ndarray:
-        """Squared L2 norms of the rows, computed once on first use."""
-        if self._norms is None:
-            from vecdb.index.exact import squared_norms
-            self._norms = squared_norms(self.vectors)
-        return self._norms
-
-    def device_exact(self, metric: str):
-        """The rows copied to the GPU for batch exact scans, on first use; None without one."""
-        if self._device is None:
-            from vecdb.index.gpu import device_exact
-            self._device = device_exact(self.vectors, metric) or False
-        return self._device or None
-
-    @property
-    def device_bytes(self) -> int:
-        """GPU memory this segment holds (0 when it was never scanned there)."""
-        return self._device.nbytes if self._device else 0
 
 
 _NUMPY_TYPES = {pa.int64(): np.int64, pa.float64(): np.float64}

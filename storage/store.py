@@ -33,6 +33,7 @@ from vecdb.storage.schema import ID, payload_schema, row_schema
 from vecdb.storage.segment import (ALIVE, Segment, deletes_name, read_deletes, segment_name,
                                    write_deletes, write_segment)
 from vecdb.index.base import load_index
+from vecdb.index.metric import metric_of
 from vecdb.index.planner import index_config_for
 from vecdb.storage.indexer import IndexBuilder
 from vecdb.storage.view import Part, StoreView, lookup
@@ -219,7 +220,7 @@ class CollectionStore:
     @property
     def kernel_metric(self) -> str:
         """The metric search kernels see: cosine is inner product over normalised vectors."""
-        return "l2" if self._manifest.metric == "l2" else "ip"
+        return metric_of(self._manifest.metric).kernel
 
     def _schedule_index(self, seg: Segment) -> None:
         if seg.index is None:

@@ -25,7 +25,6 @@ class Part:
     vectors: np.ndarray
     alive: np.ndarray | None          # rows visible to the view; None = all
     table_fn: object                  # () -> pa.Table with id + payload columns
-    norms_fn: object | None           # () -> squared norms (segments only)
     segment: Segment | None = None    # None for the memtable
 
     def table(self) -> pa.Table:
@@ -73,11 +72,11 @@ class StoreView:
     def _parts(self) -> tuple[Part, ...]:
         # built once per view: what a view sees never changes (deletes newer than ``seq``
         # are invisible to it), and the store hands out the same view until something moves
-        out = [Part(s.vectors, s.alive_mask(self.seq), (lambda s=s: s.table), s.norms, s)
+        out = [Part(s.vectors, s.alive_mask(self.seq), (lambda s=s: s.table), s)
                for s in self.segments]
         if self.memtable is not None and self.memtable.n:
             m = self.memtable
-            out.append(Part(m.vectors[:m.n], m.alive_mask(), lambda: m.payload_table(self.schema), None))
+            out.append(Part(m.vectors[:m.n], m.alive_mask(), lambda: m.payload_table(self.schema)))
         return tuple(out)
 
 

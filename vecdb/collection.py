@@ -7,8 +7,6 @@ completely before the store sees it, so a failed call changes nothing.
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Sequence
@@ -20,15 +18,15 @@ import pyarrow.compute as pc
 from vecdb import filter as filters, scroll as paging
 from vecdb.errors import InvalidArgument, InvalidId, InvalidVector, SchemaError
 from vecdb.hits import Hit, Record
-from vecdb.index.exact import exact_search
 from vecdb.index.base import check_search_params
-from vecdb.index.gpu import GPU_MIN_QUERIES, device_backend
-from vecdb.index.planner import COMPACT_SCAN_SELECTIVITY, plan_segment
-from vecdb.index.topk import merge_topk
+from vecdb.index.gpu import device_backend
+from vecdb.index.planner import GPU_MIN_QUERIES
+from vecdb.index.state import peek as peek_state
 from vecdb.rows import (as_ids, as_vectors, build_rows, infer_id_type, payload_columns,
                         table_columns)
 from vecdb.storage import snapshot
 from vecdb.storage.schema import ID, VECTOR, row_schema
+from vecdb.search import PART_BITS, ROW_MASK, allowed_rows, search_parts
 from vecdb.storage.store import CollectionStore, Part, StoreView
 
 log = logging.getLogger("vecdb")
@@ -36,9 +34,13 @@ log = logging.getLogger("vecdb")
 MAX_K = 16_384
 MAX_BATCH = 1_000_000
 MAX_SCROLL = 10_000       # rows per scroll page
-PART_BITS = 40   # merged keys: part index << PART_BITS | row
-ROW_MASK = (1 << PART_BITS) - 1
 _new_hit = partial(tuple.__new__, Hit)   # Hit from an (id, score, payload) tuple, unchecked
+
+
+def _gpu_bytes(segment) -> int:
+    """GPU memory search holds for ``segment``."""
+    state = peek_state(segment)
+    return state.device_bytes if state is not None else 0
 
 
 class Collection:
@@ -341,55 +343,14 @@ class Collection:
 
     def _search_parts(self, parts: Sequence[Part], q: np.ndarray, k: int, expr, params: dict,
                       explain: list | None, m=None):
-        """Plan and search each part, then merge best-first; appends each plan to ``explain``.
+        """Plan and search each part, then merge best-first (``vecdb/search.py``); appends each
+        part's plan and the steps that ran to ``explain``.
 
         Returns scores and keys (part << PART_BITS | row), each (q, k), a negative key being a
         pad. ``m`` is the manifest the query was validated against (default: the current one).
         """
         m = m or self._store.manifest
-        kernel_metric = "l2" if m.metric == "l2" else "ip"
-        dim = m.dim
-        results = []
-        for i, part in enumerate(parts):
-            t0 = time.perf_counter() if explain is not None else 0.0
-            allowed, n_allowed = self._allowed(expr, part)
-            seg = part.segment
-            index = seg.index if seg is not None else None
-            plan = plan_segment(len(part.vectors), n_allowed, k,
-                                seg.index_kind if seg is not None else None, index is not None, params,
-                                dim, None if index is None else params.get("ef", index.params.get("ef")))
-            if plan.strategy == "index":
-                s, rows = index.search_checked(q, k, allowed, index.search_params(params), n_allowed)
-            elif (plan.strategy == "exact" and seg is not None and expr is not None
-                  and n_allowed <= COMPACT_SCAN_SELECTIVITY * seg.n):
-                # selective filter: scan a cached compact copy of the matching rows
-                sub_rows, sub_vectors = seg.filter_subset(expr, self._matches(expr, part)[0])
-                sub_alive = None if part.alive is None else part.alive[sub_rows]
-                s, r = exact_search(sub_vectors, q, k, kernel_metric, sub_alive)
-                rows = np.where(r >= 0, sub_rows[np.maximum(r, 0)], -1)
-            elif plan.strategy == "exact":
-                gpu = seg.device_exact(kernel_metric) if seg is not None and len(q) >= GPU_MIN_QUERIES else None
-                if gpu is not None:
-                    s, rows = gpu.search(q, k, allowed)
-                    plan = replace(plan, reason=f"{plan.reason}; on the GPU")
-                else:
-                    norms = part.norms_fn() if (kernel_metric == "l2" and part.norms_fn and len(q) > 1) else None
-                    s, rows = exact_search(part.vectors, q, k, kernel_metric, allowed, norms)
-            if plan.strategy != "skip":
-                results.append((i, s, rows))
-            if explain is not None:
-                explain.append({"part": f"segment {seg.num}" if seg is not None else "memtable",
-                                **plan.as_dict(), "ms": round((time.perf_counter() - t0) * 1000, 3)})
-        if not results:
-            worst = np.inf if kernel_metric == "l2" else -np.inf
-            return np.full((len(q), k), worst, np.float32), np.full((len(q), k), -1, np.int64)
-        if len(results) == 1 and results[0][0] == 0:   # already best-first; keys = rows
-            _, s, rows = results[0]
-            return s, rows.astype(np.int64, copy=False)
-        keyed = [(s, np.where(rows >= 0, (np.int64(i) << PART_BITS) | rows, -1)) for i, s, rows in results]
-        if len(keyed) == 1:      # already best-first and padded
-            return keyed[0]
-        return merge_topk(keyed, k, higher_is_better=kernel_metric == "ip")
+        return search_parts(parts, q, k, expr, params, explain, m.metric, m.dim)
 
     def _hits(self, parts: Sequence[Part], scores: np.ndarray, keys: np.ndarray, fields: list[str]) -> list[list[Hit]]:
         """Hits per query: the leading valid keys of each row, their ids and payload fields
@@ -462,21 +423,7 @@ class Collection:
     @staticmethod
     def _allowed(expr, part: Part) -> tuple[np.ndarray | None, int]:
         """Rows of ``part`` alive and matching ``expr`` (None means every row), and how many."""
-        if expr is None:
-            return part.alive, part.n_alive
-        mask, count = Collection._matches(expr, part)
-        if part.alive is not None:
-            mask = mask & part.alive
-            count = None
-        return mask, int(np.count_nonzero(mask)) if count is None else count
-
-    @staticmethod
-    def _matches(expr, part: Part) -> tuple[np.ndarray, int | None]:
-        """Rows of ``part`` matching ``expr``, deletes aside, and how many where known (both
-        cached per sealed segment)."""
-        if part.segment is not None:
-            return part.segment.filter_mask(expr, lambda: filters.evaluate(expr, part.table()))
-        return filters.evaluate(expr, part.table()), None
+        return allowed_rows(expr, part)
 
     def _output_fields(self, output_fields, schema: dict[str, str] | None = None) -> list[str]:
         """The payload fields to return, checked against ``schema`` (default: the current one)."""
@@ -540,7 +487,7 @@ class Collection:
             "index": dict(view.manifest.index),
             "segments": [{"num": s.num, "rows": s.n, "deleted": s.n_deleted,
                           "index": indexes.get(s.num, {"state": "none"}),
-                          "gpu_bytes": s.device_bytes} for s in view.segments],
+                          "gpu_bytes": _gpu_bytes(s)} for s in view.segments],
             "gpu": {"backend": backend, "device": device,
                     "use": f"exact scans of sealed segments for batches of >= {GPU_MIN_QUERIES} queries"
                     if backend else "none"},

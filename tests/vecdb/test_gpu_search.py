@@ -10,6 +10,7 @@ import pytest
 
 import vecdb
 import vecdb.collection
+import vecdb.search
 import vecdb.index.gpu as gpu
 
 
@@ -22,6 +23,7 @@ def torch_on_cpu(monkeypatch):
         return gpu.TorchExact(vectors, metric, device="cpu")
 
     monkeypatch.setattr(vecdb.collection, "device_backend", lambda: ("torch", "torch on cpu (test)"))
+    monkeypatch.setattr(vecdb.search, "device_backend", lambda: ("torch", "torch on cpu (test)"))
     monkeypatch.setattr(gpu, "device_exact", device_exact)
     return made
 

@@ -39,7 +39,7 @@ def test_index_built_in_background_used_and_reloaded(tmp_path, kind):
         assert seg["index"]["state"] == "ready" and seg["index"]["type"] == kind
         assert seg["index"]["rows_done"] == 3000 and seg["index"]["memory_bytes"] > 0
         hits, plan = col.search(Q, k=10, explain=True)
-        assert plan[0]["strategy"] == "index"
+        assert plan[0]["strategy"] == "index_walk"
         assert _recall(hits, exact) >= 0.9
         version = col.version
     with vecdb.connect(tmp_path) as db:          # reopen: the index file is loaded, not rebuilt
@@ -47,7 +47,7 @@ def test_index_built_in_background_used_and_reloaded(tmp_path, kind):
         assert col.version == version
         assert col.stats()["segments"][0]["index"]["state"] == "ready"
         again, plan = col.search(Q, k=10, explain=True)
-        assert plan[0]["strategy"] == "index"
+        assert plan[0]["strategy"] == "index_walk"
         assert [[h.id for h in r] for r in again] == [[h.id for h in r] for r in hits]
 
 
@@ -67,11 +67,11 @@ def test_search_during_build_is_exact(tmp_path, monkeypatch):
         monkeypatch.setattr(store._indexer, "_install", slow_install)
         col.flush()
         hits, plan = col.search(X[:5], k=10, explain=True)
-        assert plan[0]["strategy"] == "exact" and "built" in plan[0]["reason"]
+        assert plan[0]["strategy"] == "mask_scan" and "built" in plan[0]["reason"]
         assert [[h.id for h in r] for r in hits] == [[h.id for h in r] for r in exact]
         gate.set()
         assert col.wait_for_indexes(timeout=60)
-        assert col.search(X[:5], k=10, explain=True)[1][0]["strategy"] == "index"
+        assert col.search(X[:5], k=10, explain=True)[1][0]["strategy"] == "index_walk"
 
 
 @pytest.mark.parametrize("selectivity", [0.001, 0.01, 0.1, 0.5, 0.99])

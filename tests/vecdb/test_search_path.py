@@ -138,3 +138,113 @@ def test_store_view_reused_until_a_write_and_still_a_snapshot(tmp_path):
         assert [h.id for h in col.search(X[0], k=5)[0]] == ["b"]
         assert v3.parts()[0].alive is None              # the older view still sees "a"
         assert store.view().parts()[0].alive.tolist() == [False, True]
+
+
+# ---- the plan names the path ----------------------------------------------------------------
+
+def test_a_step_the_plan_did_not_name_is_an_error():
+    from vecdb.errors import Internal
+    from vecdb.index.planner import Strategy, plan_segment
+    from vecdb.search import check_path
+    plan = plan_segment(1000, 1000, 10, None, False)
+    check_path(plan, [Strategy.MASK_SCAN])
+    with pytest.raises(Internal, match="gpu_scan"):
+        check_path(plan, [Strategy.GPU_SCAN])
+
+
+@pytest.fixture
+def hnsw_collection(tmp_path, monkeypatch):
+    """A sealed HNSW segment the planner walks (small test data would otherwise be scanned)."""
+    from vecdb.index import planner
+    monkeypatch.setattr(planner, "EXACT_MAX_FLOATS", 50)
+    planner._cached_plan.cache_clear()
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(4000, 8)).astype(np.float32)
+    db = vecdb.connect(tmp_path / "db")
+    col = db.create_collection("c", dim=8, metric="l2", schema={"b": "int64"},
+                               index={"type": "hnsw", "m": 8, "ef_construction": 40})
+    col.upsert(ids=list(range(4000)), vectors=X, payloads=[{"b": i % 100} for i in range(4000)])
+    col.flush()
+    assert col.wait_for_indexes(timeout=120)
+    col.upsert(ids=[10_000], vectors=X[:1], payloads=[{"b": 0}])     # and a memtable part
+    yield col, X
+    db.close()
+    planner._cached_plan.cache_clear()
+
+
+@pytest.mark.parametrize("filter,params", [
+    (None, {}), ("b < 50", {}), ("b < 20", {}), ("b < 5", {}), ("b < 1", {}), ("b >= 100", {}),
+    ("b < 50", {"ef": 8}), ("b < 20", {"filter_widen": False}),
+    ("b < 3", {"filter_widen": False, "exact_fallback": False}),
+])
+def test_explain_shows_the_path_taken(hnsw_collection, filter, params):
+    """Every step that ran is one the plan named, the strategy ran first, the planner's
+    cost estimate and the time taken are reported, and min(k, matches) hits come back."""
+    col, X = hnsw_collection
+    q = np.random.default_rng(4).normal(size=(6, 8)).astype(np.float32)
+    hits, plan = col.search(q, k=10, filter=filter, params=params, explain=True)
+    assert plan[0]["part"].startswith("segment") and plan[1]["part"] == "memtable"
+    for p in plan:
+        assert set(p["ran"]) <= set(p["steps"]) and p["ran"][0] == p["strategy"]
+        assert p["est_cost"] >= 0 and p["ms"] >= 0
+    bound = {None: 100, "b < 50": 50, "b < 20": 20, "b < 5": 5, "b < 3": 3, "b < 1": 1, "b >= 100": 0}[filter]
+    matches = 40 * bound + (bound > 0)             # segment rows with b < bound, the memtable row (b 0)
+    if bound == 0:
+        assert [p["ran"] for p in plan] == [["skip"], ["skip"]]
+    if params.get("exact_fallback", True):
+        assert all(len(row) == min(10, matches) for row in hits)
+
+
+def test_filtered_walks_record_their_per_query_steps(hnsw_collection):
+    """Under an allow-list walk the index records which walks it chose (post-filter, two-hop,
+    filtered walk, scan) and the exact fallback when it fires."""
+    col, X = hnsw_collection
+    q = X[:20] + 0.01
+    seen = set()
+    for f in ("b < 50", "b < 20", "b < 8", "b < 3"):
+        _, plan = col.search(q, k=10, filter=f, explain=True)
+        if plan[0]["strategy"] == "allow_list_walk":
+            seen |= set(plan[0]["ran"][1:])
+    assert seen & {"post_filter_walk", "two_hop_walk", "filtered_walk", "index_scan"}
+
+
+def test_an_index_running_an_unnamed_step_fails_the_search(hnsw_collection, monkeypatch):
+    """The check is live: an index that takes a path its plan did not name fails the search."""
+    from vecdb.errors import Internal
+    from vecdb.index.hnsw import HNSWFlatIndex
+    from vecdb.index.planner import Strategy
+    col, X = hnsw_collection
+    real = HNSWFlatIndex._search
+
+    def rogue(self, q, k, allowed, count, p, ran):
+        ran.append(Strategy.GPU_SCAN)
+        return real(self, q, k, allowed, count, p, ran)
+    monkeypatch.setattr(HNSWFlatIndex, "_search", rogue)
+    with pytest.raises(Internal, match="did not name"):
+        col.search(X[:2], k=5)
+
+
+def test_search_state_lives_outside_storage_and_goes_with_the_segment(tmp_path):
+    """Filter masks, compact copies and norms are search-side state keyed by segment: a
+    segment keeps none of it, and it is dropped once compaction retires the segment."""
+    import gc
+    from vecdb.index import state
+    X = np.random.default_rng(8).normal(size=(300, 4)).astype(np.float32)
+    with vecdb.connect(tmp_path) as db:
+        col = db.create_collection("c", dim=4, metric="l2", schema={"b": "int64"}, index={"type": "flat"})
+        for lo in (0, 150):
+            col.upsert(ids=list(range(lo, lo + 150)), vectors=X[lo:lo + 150],
+                       payloads=[{"b": i % 10} for i in range(lo, lo + 150)])
+            col.flush()
+        before = col.search(X[:3], k=5, filter="b < 2")
+        col.search(X[:3], k=5)
+        segs = list(col._store.view().segments)
+        assert len(segs) == 2 and all(state.peek(s) is not None for s in segs)
+        assert not any(hasattr(s, name) for s in segs for name in ("_filter_masks", "_subsets", "_norms", "_device"))
+        gone = [__import__("weakref").ref(s) for s in segs]
+        del segs
+        col.compact()
+        gc.collect()
+        assert all(r() is None for r in gone)           # the retired segments and their state
+        after = col.search(X[:3], k=5, filter="b < 2")
+        assert [[h.id for h in r] for r in after] == [[h.id for h in r] for r in before]

@@ -185,6 +185,8 @@ def test_reads_while_another_process_holds_the_database(data, tmp_path, capsys):
     (["collections", "create", "x", "--dim", "2", "--schema", "year", "--data", "{db}"], 2, "name:type"),
     (["collections", "create", "x", "--dim", "2", "--schema", "y:decimal", "--data", "{db}"], 1, "SchemaError"),
     (["restore", "/nonexistent.tar", "x", "--data", "{db}"], 1, ""),
+    (["collections", "list", "--server", "no-port"], 2, "HOST:PORT"),
+    (["search", "docs", "--query", "1,2,3", "--server", "host:port"], 2, "HOST:PORT"),
 ])
 def test_bad_input_is_one_line_and_changes_nothing(data, tmp_path, capsys, argv, code, words):
     files = {"tmp": tmp_path, "db": data, "vec": tmp_path / "vec.npy", "bad": tmp_path / "bad.npy",

@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from vecdb import errors
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 TABLE_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc")
+_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")
 
 
 class UsageError(Exception):
@@ -43,6 +45,8 @@ def open_target(args, *, write: bool, create: bool = False):
     as a server, holds it (with a note on stderr). Only ``create`` may make a new database.
     """
     if args.server:
+        if not _ADDRESS.match(args.server):
+            raise UsageError(f"--server must be HOST:PORT, got {args.server!r}")
         try:
             from vecdb_client import Client
         except ImportError:
@@ -519,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str) -> int:
-    print(f"vecdb: error: {message}", file=sys.stderr)
+    print(f"vecdb: error: {' '.join(message.split())}", file=sys.stderr)     # one line
     return EXIT_FAILED
 
 
@@ -529,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except UsageError as e:
-        print(f"vecdb: error: {e}", file=sys.stderr)
+        _fail(str(e))
         return EXIT_USAGE
     except errors.VecdbError as e:
         return _fail(f"{type(e).__name__}: {e}")

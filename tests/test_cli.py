@@ -108,6 +108,19 @@ def test_upsert_tables(tmp_path, capsys):
     assert sorted(stored(d, "u")) == [7, 8, 9, 10, 100, 101, 102, 103]
 
 
+def test_a_failed_batch_reports_what_was_written(data, tmp_path, capsys):
+    np.save(tmp_path / "v.npy", rows(5))
+    (tmp_path / "p.jsonl").write_text("\n".join(['{"year": 1}'] * 4 + ['{"year": "x"}']))
+    rc, out, err = run(capsys, "upsert", "docs", "--vectors", tmp_path / "v.npy", "--payload", tmp_path / "p.jsonl",
+                       "--batch-size", 2, "--data", data)
+    assert rc == 1 and out == "" and err.count("\n") == 1
+    assert "SchemaError" in err and "from row 4" in err and "the 4 rows before it were written" in err
+    assert sorted(stored(data)) == [0, 1, 2, 3]
+    np.save(tmp_path / "e.npy", np.zeros((0, 3), np.float32))
+    rc, _, err = run(capsys, "upsert", "docs", "--vectors", tmp_path / "e.npy", "--data", data)
+    assert rc == 2 and "no rows" in err
+
+
 def test_search_json_output(data, tmp_path, capsys):
     X = rows()
     np.save(tmp_path / "v.npy", X)

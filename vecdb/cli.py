@@ -109,15 +109,24 @@ def cmd_upsert(args) -> int:
     with open_target(args, write=True) as db:
         col = db.get_collection(args.name)
         data = read_rows(args, col.id_type)
-        total = 0
         n = data.num_rows if isinstance(data, pa.Table) else len(data[0])
+        if n == 0:
+            raise UsageError(f"{args.vectors} holds no rows")
+        total = 0
         for lo in range(0, n, args.batch_size):
-            if isinstance(data, pa.Table):
-                total += col.upsert(data.slice(lo, args.batch_size))
-            else:
-                ids, vectors, payloads = data
-                hi = lo + args.batch_size
-                total += col.upsert(ids[lo:hi], vectors[lo:hi], None if payloads is None else payloads[lo:hi])
+            try:
+                if isinstance(data, pa.Table):
+                    total += col.upsert(data.slice(lo, args.batch_size))
+                else:
+                    ids, vectors, payloads = data
+                    hi = lo + args.batch_size
+                    total += col.upsert(ids[lo:hi], vectors[lo:hi],
+                                        None if payloads is None else payloads[lo:hi])
+            except errors.VecdbError as e:
+                if not total:
+                    raise
+                return _fail(f"{type(e).__name__}: {e} (in the batch from row {lo}; the {total} "
+                             f"rows before it were written)")
         if args.flush:
             col.flush()
         print(f"upserted {total} rows into {args.name}")
@@ -467,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Insert or replace rows. --vectors is a .npy array of shape (rows, dim), or a "
         "Parquet / Arrow IPC (.arrow, .feather, .ipc) table with a 'vector' column (list of floats) "
         "and optionally 'id' and payload columns. Ids come from that 'id' column, from --ids, or "
-        "else are row numbers from --id-offset.")
+        "else are row numbers from --id-offset. Rows are sent --batch-size at a time, each batch "
+        "durable once acknowledged; if one fails, the batches before it stay written.")
     p.add_argument("name", help="collection name")
     p.add_argument("--vectors", required=True, metavar="FILE", help=".npy, .parquet, .arrow, .feather or .ipc")
     p.add_argument("--ids", metavar="FILE",

@@ -7,9 +7,10 @@
 from vecdb.collection import Collection
 from vecdb.database import Database, connect
 from vecdb.errors import (AlreadyExists, CollectionNotFound, Corruption, DatabaseLocked,
-                          DeadlineExceeded, DimensionMismatch, FilterError, InvalidArgument,
-                          InvalidId, InvalidVector, NotFound, PermissionDenied, ResourceExhausted,
-                          SchemaError, Unauthenticated, Unavailable, VecdbError, VersionNotFound)
+                          DeadlineExceeded, DimensionMismatch, FilterError, Internal,
+                          InvalidArgument, InvalidId, InvalidVector, NotFound, PermissionDenied,
+                          ResourceExhausted, SchemaError, StorageFull, Unauthenticated,
+                          Unavailable, VecdbError, VersionNotFound)
 from vecdb.hits import Hit, Record
 
 __version__ = "0.1.0"
@@ -19,5 +20,5 @@ __all__ = [
     "VecdbError", "InvalidArgument", "DimensionMismatch", "InvalidVector", "InvalidId",
     "SchemaError", "FilterError", "NotFound", "CollectionNotFound", "VersionNotFound",
     "AlreadyExists", "ResourceExhausted", "Unauthenticated", "PermissionDenied",
-    "DeadlineExceeded", "Unavailable", "DatabaseLocked", "Corruption",
+    "DeadlineExceeded", "Unavailable", "DatabaseLocked", "StorageFull", "Corruption", "Internal",
 ]

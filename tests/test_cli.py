@@ -183,10 +183,10 @@ def test_snapshot_restore_stats_info(data, tmp_path, capsys):
 
 def test_reads_while_another_process_holds_the_database(data, tmp_path, capsys):
     np.save(tmp_path / "v.npy", rows(3))
-    run(capsys, "upsert", "docs", "--vectors", tmp_path / "v.npy", "--flush", "--data", data)
+    run(capsys, "upsert", "docs", "--vectors", tmp_path / "v.npy", "--data", data)     # not flushed
     with vecdb.connect(data):        # the writer lock, as a server would hold it
         rc, out, err = run(capsys, "collections", "describe", "docs", "--data", data)
-        assert rc == 0 and json.loads(out)["rows"] == 3 and "last flushed version" in err
+        assert rc == 0 and json.loads(out)["rows"] == 3 and "read-only as of now" in err
         rc, _, err = run(capsys, "upsert", "docs", "--vectors", tmp_path / "v.npy", "--data", data)
         assert rc == 1 and "DatabaseLocked" in err and "--server" in err and err.count("\n") == 1
 

@@ -40,9 +40,9 @@ class UsageError(Exception):
 def open_target(args, *, write: bool, create: bool = False):
     """The database ``args`` names: ``vecdb.connect(--data)`` or ``vecdb_client.Client(--server)``.
 
-    Embedded reads open the directory for writing (so unflushed writes are replayed and seen)
-    and fall back to a read-only open of the last flushed version when another process, such
-    as a server, holds it (with a note on stderr). Only ``create`` may make a new database.
+    Embedded reads open the directory for writing and fall back to a read-only open (every
+    write acknowledged until then, nothing after) when another process, such as a server,
+    holds it, with a note on stderr. Only ``create`` may make a new database.
     """
     if args.server:
         if not _ADDRESS.match(args.server):
@@ -63,7 +63,7 @@ def open_target(args, *, write: bool, create: bool = False):
     except errors.DatabaseLocked as e:
         if write:
             raise errors.DatabaseLocked(f"{e}; is a server running on it? use --server") from None
-        print(f"vecdb: note: {e}; reading its last flushed version (use --server for live data)",
+        print(f"vecdb: note: {e}; reading it read-only as of now (use --server for live data)",
               file=sys.stderr)
         db = vecdb.connect(path, read_only=True)
     with db:

@@ -181,6 +181,25 @@ def test_snapshot_restore_stats_info(data, tmp_path, capsys):
     assert rc == 0 and [json.loads(line)["rows"] for line in out.splitlines()] == [3, 3]
 
 
+def test_verify(data, tmp_path, capsys):
+    np.save(tmp_path / "v.npy", rows(4))
+    run(capsys, "upsert", "docs", "--vectors", tmp_path / "v.npy", "--flush", "--data", data)
+    rc, out, _ = run(capsys, "verify", data)
+    assert rc == 0 and out.startswith(f"{data}: OK") and "PROBLEM" not in out
+    with vecdb.connect(data):        # held by another writer: still checked, with a note
+        rc, out, err = run(capsys, "verify", data, "--json")
+        assert rc == 0 and json.loads(out)["ok"] is True and "checking while it runs" in err
+    (segment,) = (data / "collections" / "docs" / "segments").glob("*.arrow")
+    raw = bytearray(segment.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    segment.write_bytes(bytes(raw))
+    rc, out, _ = run(capsys, "verify", data)
+    assert rc == 1 and "DAMAGED" in out.splitlines()[0] and "PROBLEM" in out
+    assert json.loads(run(capsys, "verify", data, "--json")[1])["ok"] is False
+    rc, _, err = run(capsys, "verify", tmp_path / "nothing")
+    assert rc == 2 and "no vecdb database" in err
+
+
 def test_reads_while_another_process_holds_the_database(data, tmp_path, capsys):
     np.save(tmp_path / "v.npy", rows(3))
     run(capsys, "upsert", "docs", "--vectors", tmp_path / "v.npy", "--data", data)     # not flushed

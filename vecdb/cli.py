@@ -7,6 +7,7 @@
     vecdb search NAME (--query 0.1,0.2,... | --query-file Q.npy) [-k K] [--filter EXPR]
     vecdb snapshot NAME PATH / vecdb restore SOURCE NAME / vecdb stats [NAME]
     vecdb info DIR                                     every collection's stats (read-only)
+    vecdb verify DIR                                   check checksums and versions offline
 
 Every data command takes ``--data DIR`` (the embedded engine on that directory) or
 ``--server HOST:PORT`` (a running server, through ``vecdb_client.Client``); the objects the
@@ -174,6 +175,32 @@ def cmd_info(args) -> int:
         for name in db.list_collections():
             _print_json(db.get_collection(name).stats())
     return 0
+
+
+def cmd_verify(args) -> int:
+    """Check a database offline (storage/verify.py), holding its writer lock when it is free so
+    no clean-up removes a file mid-check; exits 1 on damage."""
+    from vecdb.storage.lock import DirLock
+    from vecdb.storage.verify import verify_database
+    path = Path(args.path)
+    if not (path / "collections").is_dir():
+        raise UsageError(f"no vecdb database at {path}")
+    try:
+        lock = DirLock(path)
+    except errors.DatabaseLocked as e:
+        print(f"vecdb: note: {e}; checking while it runs (a file its clean-up removes meanwhile "
+              f"can show as a problem: check again to confirm)", file=sys.stderr)
+        lock = None
+    try:
+        report = verify_database(path)
+    finally:
+        if lock is not None:
+            lock.release()
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else EXIT_FAILED
 
 
 def cmd_serve(args) -> int:
@@ -477,6 +504,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "read-only (works while a server holds it).")
     p.add_argument("path", metavar="DIR", help="database directory")
     p.set_defaults(run=cmd_info)
+
+    p = sub.add_parser("verify", help="check every checksum and the version chain; exit 1 on damage",
+                       description="Check a database directory offline, changing nothing: every "
+                       "checksum (segments, delete bitmaps, manifests, index files), every manifest "
+                       "version and their chain, WAL coverage of the checkpoint, index files against "
+                       "their segments. Prints what it found, problems first; exits 1 on damage.")
+    p.add_argument("path", metavar="DIR", help="database directory")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(run=cmd_verify)
     return parser
 
 

@@ -382,11 +382,11 @@ def _positive(text: str) -> int:
 def _target_options() -> argparse.ArgumentParser:
     """--data / --server and the connection options every data command shares."""
     parent = argparse.ArgumentParser(add_help=False)
-    g = parent.add_argument_group("where the data is (exactly one)")
-    where = g.add_mutually_exclusive_group(required=True)
+    where = parent.add_mutually_exclusive_group(required=True)
     where.add_argument("--data", metavar="DIR",
-                       help="a database directory, used in this process (embedded)")
+                       help="a database directory, used in this process (embedded); or:")
     where.add_argument("--server", metavar="HOST:PORT", help="a running vecdb server")
+    g = parent.add_argument_group("connecting to --server")
     g.add_argument("--api-key", metavar="KEY",
                    help="API key for --server (default: $VECDB_API_KEY)")
     g.add_argument("--tls", action="store_true", help="connect to --server over TLS (system roots)")

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LOWER = {"vecdb.storage": ROOT / "storage", "vecdb.index": ROOT / "index"}
-API = ("vecdb.collection", "vecdb.database", "vecdb.filter", "vecdb.rows", "vecdb.scroll",
+API = ("vecdb.collection", "vecdb.database", "vecdb.filter", "vecdb.search", "vecdb.rows", "vecdb.scroll",
        "vecdb.cli", "vecdb.server", "vecdb.rag")
 # project modules the lower layers may import (besides each other)
 ALLOWED = ("vecdb.errors", "vecdb.storage", "vecdb.index", "vecdb_client.errors")

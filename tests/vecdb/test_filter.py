@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vecdb import filter as flt
+from vecdb import filter as flt, filter_eval
 from vecdb.errors import FilterError, InvalidArgument, SchemaError
 
 UTC = timezone.utc
@@ -328,7 +328,7 @@ def test_contains_all_paths_agree(seed, monkeypatch):
                            {"nums": "list<int64>"}, "int64")
         expected = [i for i, v in enumerate(lists) if v is not None and set(values) <= set(v)]
         for passes in (0, 100):
-            monkeypatch.setattr(flt, "_ALL_BY_PASSES", passes)
+            monkeypatch.setattr(filter_eval, "_ALL_BY_PASSES", passes)
             assert rows_of(flt.evaluate(expr, t)) == expected
 
 

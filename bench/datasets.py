@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vecdb.index.reference import recall_at  # noqa: F401  (the one reference; bench modules import it here)
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
 
@@ -49,7 +51,3 @@ def load(name: str) -> Dataset:
     return Dataset(name, np.load(folder / "base.npy"), np.load(folder / "queries.npy"), gt, metric)
 
 
-def recall_at(found: np.ndarray, gt: np.ndarray, k: int = 10) -> float:
-    """Mean |found[:, :k] ∩ gt[:, :k]| / k over queries (ann-benchmarks recall@k)."""
-    hits = sum(len(set(f[:k].tolist()) & set(g[:k].tolist())) for f, g in zip(found, gt))
-    return hits / (k * len(gt))

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vecdb.index.exact import exact_search, rescore, squared_norms
+from vecdb.index.reference import knn, true_keys
 from vecdb.index.topk import merge_topk
 
 # q=1 and small q take the per-query scan; 100 queries take the batch tile (DESIGN §5).
@@ -19,28 +20,9 @@ QUERY_COUNTS = (1, 5, 100)
 # --------------------------------------------------------------------------- reference
 
 
-def true_keys(vectors, queries, metric) -> np.ndarray:
-    """(q, n) float64 scores, higher is better (l2 negated)."""
-    v = np.asarray(vectors, dtype=np.float64)
-    q = np.asarray(queries, dtype=np.float64)
-    if metric == "ip":
-        return q @ v.T
-    return -((q * q).sum(1)[:, None] - 2 * q @ v.T + (v * v).sum(1)[None, :])
-
-
 def reference(vectors, queries, k, metric, allowed=None):
     """Best-first (scores, rows) in float64, ties to the lower row, padded like the kernel."""
-    keys = true_keys(vectors, queries, metric)
-    n = keys.shape[1]
-    ok = np.ones(n, bool) if allowed is None else np.asarray(allowed, bool)
-    keys = np.where(ok[None, :], keys, -np.inf)
-    order = np.argsort(-keys, axis=1, kind="stable")[:, :min(k, int(ok.sum()))]
-    sign = 1.0 if metric == "ip" else -1.0
-    scores = np.full((len(keys), k), sign * -np.inf)
-    rows = np.full((len(keys), k), -1, np.int64)
-    scores[:, :order.shape[1]] = sign * np.take_along_axis(keys, order, 1)
-    rows[:, :order.shape[1]] = order
-    return scores, rows
+    return knn(vectors, queries, k, metric, allowed)
 
 
 def check(vectors, queries, k, metric, allowed, result, rtol=2e-5):

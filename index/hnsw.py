@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vecdb.errors import Corruption
-from vecdb.index.base import FaissIndex, _faiss, pad, read_footer, write_index_file
+from vecdb.index.base import pad, read_footer, write_index_file
+from vecdb.index.faiss_base import FaissIndex, _faiss
 from vecdb.index.graph import Graph, GraphSearcher, compact_arrays, compact_graph, graph_of, level0_ids, padded_arrays
 from vecdb.index.planner import Strategy, filtered_walk
 

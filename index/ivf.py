@@ -7,7 +7,8 @@ import numpy as np
 from numba import njit
 
 from vecdb.errors import InvalidArgument
-from vecdb.index.base import FaissIndex, _faiss, ceil_div, pad
+from vecdb.index.base import pad
+from vecdb.index.faiss_base import FaissIndex, _faiss, ceil_div
 from vecdb.index.planner import Strategy
 
 __all__ = ["IVFFlatIndex", "IVFPQIndex", "auto_nlist", "auto_pq_m"]

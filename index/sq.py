@@ -1,7 +1,7 @@
 """fp16 scalar quantisation (FAISS): a brute-force scan over half-precision codes."""
 from __future__ import annotations
 
-from vecdb.index.base import FaissIndex, _faiss
+from vecdb.index.faiss_base import FaissIndex, _faiss
 
 __all__ = ["SQFP16Index"]
 

@@ -7,7 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vecdb.errors import Corruption
-from vecdb.index.base import FaissIndex, load_index, make_index, read_footer
+from vecdb.index.base import load_index, make_index, read_footer
+from vecdb.index.faiss_base import FaissIndex
 from vecdb.index.graph import graph_of
 from vecdb.index.hnsw import _COMPACT_ARRAYS, _PADDED_ARRAYS, _SQ8_ARRAYS
 

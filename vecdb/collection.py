@@ -611,5 +611,6 @@ class Collection:
                     "use": f"exact scans of sealed segments for batches of >= {GPU_MIN_QUERIES} queries"
                     if backend else "none"},
             "memtable_rows": view.memtable.n if view.memtable else 0,
+            "embedding": view.manifest.embedding, "text": view.manifest.text,
             "durability": self._store.options.durability,
         }

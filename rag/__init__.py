@@ -1,0 +1,1 @@
+"""vecdb.rag: ingest, embedding, retrieval and generation over vecdb collections (DESIGN §8)."""

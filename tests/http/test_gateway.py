@@ -170,3 +170,20 @@ def test_openai_package_drives_chat_completions(served, docs):
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{base}/v1", api_key="wrong", max_retries=0).chat.completions.create(
             model=docs, messages=[{"role": "user", "content": "x"}])
+
+
+def test_vecdb_serve_runs_the_gateway_beside_grpc_and_drains_on_sigterm(tmp_path):
+    from tests.server.harness import SubprocessServer
+
+    with SubprocessServer(tmp_path / "db", "--http-port", "0", env={"VECDB_API_KEYS": RW}) as s:
+        line = s.proc.stdout.readline()
+        assert line.startswith("http on 127.0.0.1:"), line
+        base = "http://" + line.split()[-1]
+        c = client(base)
+        assert c.post("/v1/collections", json={"name": "t", "dim": 2}).status_code == 201
+        assert c.post("/v1/collections/t/upsert", json={"ids": ["a"], "vectors": [[1, 0]]}).json() == {"upserted": 1}
+        with Client(s.address, api_key=RW) as g:
+            assert g.get_collection("t").count() == 1
+        assert s.terminate() == 0
+    with gateway(tmp_path / "db") as (_, base):            # what was acknowledged is there after restart
+        assert client(base).get("/v1/collections/t/count").json() == {"count": 1}

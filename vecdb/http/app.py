@@ -91,6 +91,9 @@ class ChatCompletion(BaseModel):
     stream: bool = False
     max_tokens: int | None = 512
     temperature: float | None = 0.0
+    k: int = Field(5, description="vecdb extension: chunks to retrieve")
+    mode: Mode = Field("hybrid", description="vecdb extension: retrieval mode")
+    filter: str | None = Field(None, description="vecdb extension: payload filter on the chunks")
 
 
 def create_app(gate, llm: LLM | None = None, *, max_k: int = 16_384, max_batch_rows: int = 1_000_000) -> FastAPI:
@@ -248,7 +251,7 @@ def create_app(gate, llm: LLM | None = None, *, max_k: int = 16_384, max_batch_r
         """OpenAI-compatible chat; ``model`` names the collection; answers carry ``citations``."""
         async with admitted(request, "RagChat"):
             messages = [m.model_dump() for m in body.messages]
-            stream = await start_answer(body.model, messages, 5, None, "hybrid", body.max_tokens or 512,
+            stream = await start_answer(body.model, messages, body.k, body.filter, body.mode, body.max_tokens or 512,
                                         body.temperature or 0.0)
         cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if body.stream:

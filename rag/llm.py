@@ -13,7 +13,7 @@ import math
 import os
 import re
 import time
-from typing import Iterator, Protocol, Sequence, runtime_checkable
+from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 from vecdb.errors import DeadlineExceeded, InvalidArgument, Unavailable
 
@@ -64,11 +64,13 @@ class OpenAICompatible:
 
     ``api_key`` defaults to ``$OPENAI_API_KEY`` or ``$VECDB_LLM_API_KEY``; ``timeout`` bounds each
     attempt (connect, and the wait between streamed chunks); connection failures, 429 and 5xx are
-    retried ``retries`` times with exponential backoff before ``Unavailable``.
+    retried ``retries`` times with exponential backoff before ``Unavailable``. ``tokenizer``
+    counts a text's tokens for the model served (default: ``estimate_tokens``, an upper estimate).
     """
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 60.0,
-                 retries: int = 2, context_window: int = 8192, backoff_s: float = 0.25):
+                 retries: int = 2, context_window: int = 8192, backoff_s: float = 0.25,
+                 tokenizer: Callable[[str], int] | None = None):
         import httpx
 
         if not base_url or not isinstance(base_url, str):
@@ -85,6 +87,7 @@ class OpenAICompatible:
         self.retries = int(retries)
         self.backoff_s = backoff_s
         self.context_window = int(context_window)
+        self._count = tokenizer or estimate_tokens
         key = api_key if api_key is not None else (os.environ.get("OPENAI_API_KEY")
                                                     or os.environ.get("VECDB_LLM_API_KEY"))
         headers = {"content-type": "application/json"}
@@ -97,7 +100,7 @@ class OpenAICompatible:
         return f"OpenAICompatible({self.url!r}, model={self.model!r})"
 
     def count_tokens(self, text: str) -> int:
-        return estimate_tokens(text)
+        return self._count(text)
 
     def close(self) -> None:
         self._client.close()

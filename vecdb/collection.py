@@ -546,4 +546,5 @@ class Collection:
                     if backend else "none"},
             "memtable_rows": view.memtable.n if view.memtable else 0,
             "durability": self._store.options.durability,
+            "integrity": self._store.background_errors(),
         }

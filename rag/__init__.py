@@ -1,1 +1,1 @@
-"""vecdb.rag: ingest, embedding, retrieval and generation over vecdb collections (DESIGN §8)."""
+"""vecdb.rag: documents in, answers out: embedding, ingest, hybrid retrieval and the LLM layer (DESIGN §8)."""

@@ -58,31 +58,26 @@ class Answer:
         return d
 
 
-def retrieve(question: str, collection, *, k: int = 5, filter: str | None = None, mode: str = "hybrid",
+def retrieve(question: str, collection, *, k: int = 5, filter: str | None = None, mode: str | None = None,
              text_field: str | None = None) -> list[Chunk]:
-    """The top-``k`` chunks for ``question`` (text search in ``mode``), numbered from 1."""
+    """The top-``k`` chunks for ``question`` (text search in ``mode``; None: hybrid where the
+    collection has text fields, else dense), numbered from 1. A chunk's text is its
+    ``text_field``, or all of the collection's text fields joined."""
+    fields = [text_field] if text_field else list(getattr(collection, "text_fields", None) or ()) or ["text"]
+    if mode is None:
+        mode = "hybrid" if getattr(collection, "text_fields", None) else "dense"
     if mode not in MODES:
         raise InvalidArgument(f"mode must be one of {MODES}, got {mode!r}")
     hits = collection.search(question, k, filter=filter, mode=mode)
     if hits and isinstance(hits[0], list):          # a batch of one
         hits = hits[0]
-    field_name = text_field or _text_field(collection)
     chunks = []
     for hit in hits:
         payload = dict(hit.payload or {})
-        chunks.append(Chunk(len(chunks) + 1, hit.id, str(payload.get(field_name, "")), payload.get("source"),
+        text = "\n".join(str(payload[f]) for f in fields if payload.get(f) is not None)
+        chunks.append(Chunk(len(chunks) + 1, hit.id, text, payload.get("source"),
                             payload.get("start"), payload.get("end"), float(hit.score), payload))
     return chunks
-
-
-def _text_field(collection) -> str:
-    for attr in ("text_field", "text_fields"):
-        value = getattr(collection, attr, None)
-        if isinstance(value, str) and value:
-            return value
-        if isinstance(value, (dict, list, tuple)) and value:
-            return "text" if "text" in value else next(iter(value))
-    return "text"
 
 
 def _split_chat(messages: Sequence[dict]) -> tuple[str, list[dict]]:
@@ -121,7 +116,7 @@ class _Run:
 
 
 def answer(question: str, collection, *, llm: LLM, k: int = 5, filter: str | None = None,
-           mode: str = "hybrid", messages: Sequence[dict] | None = None, text_field: str | None = None,
+           mode: str | None = None, messages: Sequence[dict] | None = None, text_field: str | None = None,
            max_tokens: int = 512, temperature: float = 0.0) -> Answer:
     """Answer ``question`` from ``collection``'s top-``k`` chunks, citing them; ``messages`` are
     earlier chat turns (multi-turn)."""
@@ -131,7 +126,7 @@ def answer(question: str, collection, *, llm: LLM, k: int = 5, filter: str | Non
 
 
 def answer_stream(question: str, collection, *, llm: LLM, k: int = 5, filter: str | None = None,
-                  mode: str = "hybrid", messages: Sequence[dict] | None = None, text_field: str | None = None,
+                  mode: str | None = None, messages: Sequence[dict] | None = None, text_field: str | None = None,
                   max_tokens: int = 512, temperature: float = 0.0) -> Iterator[str | Answer]:
     """Like ``answer``, streaming: yields the text's pieces, then the final ``Answer``."""
     run = _Run(question, collection, llm, k, filter, mode, messages, text_field, max_tokens)

@@ -59,6 +59,13 @@ def test_every_mode_and_filter(docs, llm_server):
     assert {c.source for c in a.context} == {"space/mars.md"}
 
 
+def test_default_mode_is_hybrid_for_a_collection_with_text_fields(docs, llm_server):
+    q = "grey heron colonies"
+    a = answer(q, docs, llm=llm(llm_server), k=3)
+    assert [c.id for c in a.context] == [h.id for h in docs.search(q, 3, mode="hybrid")]
+    assert [c.score for c in a.context] == [h.score for h in docs.search(q, 3, mode="hybrid")]
+
+
 def test_a_made_up_citation_is_not_resolved(docs, llm_server):
     a = answer("What colour is Mars?", docs, llm=llm(llm_server, "cite-9"), k=2, mode="dense")
     assert [c.number for c in a.citations] == [1]

@@ -79,7 +79,7 @@ class RagChat(BaseModel):
     question: str | None = None
     k: int = 5
     filter: str | None = None
-    mode: Mode = "hybrid"
+    mode: Mode | None = Field(None, description="default: hybrid where the collection has text fields, else dense")
     stream: bool = True
     max_tokens: int = 512
     temperature: float = 0.0
@@ -92,7 +92,8 @@ class ChatCompletion(BaseModel):
     max_tokens: int | None = 512
     temperature: float | None = 0.0
     k: int = Field(5, description="vecdb extension: chunks to retrieve")
-    mode: Mode = Field("hybrid", description="vecdb extension: retrieval mode")
+    mode: Mode | None = Field(None, description="vecdb extension: retrieval mode (default: hybrid where the "
+                                                "collection has text fields, else dense)")
     filter: str | None = Field(None, description="vecdb extension: payload filter on the chunks")
 
 

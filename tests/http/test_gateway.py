@@ -116,6 +116,24 @@ def test_text_search(served, docs):
         assert r.json()["hits"][0]["payload"]["source"] == "birds/heron.md", mode
 
 
+def test_text_collection_over_http(served):
+    _, base = served
+    c = client(base)
+    r = c.post("/v1/collections", json={"name": "notes", "embedding": "all-MiniLM-L6-v2",
+                                        "text_fields": {"title": 2.0, "text": 1.0}, "schema": {"title": "string"}})
+    assert r.status_code == 201 and r.json()["dim"] == 384, r.text
+    texts = ["Owls hunt at night.", "Kettles boil water.", "Mars has two moons."]
+    r = c.post("/v1/collections/notes/upsert", json={"texts": texts, "ids": [1, 2, 3],
+                                                     "payloads": [{"title": "owl"}, {"title": "kettle"}, None]})
+    assert r.json() == {"upserted": 3, "ids": [1, 2, 3]}
+    hits = c.post("/v1/collections/notes/search", json={"text": "kettle", "k": 1, "mode": "sparse"}).json()["hits"]
+    assert hits[0]["id"] == 2 and hits[0]["payload"]["text"] == "Kettles boil water."
+    batch = c.post("/v1/collections/notes/search", json={"texts": ["night birds", "red planet"], "k": 1}).json()
+    assert [row[0]["id"] for row in batch["results"]] == [1, 3]
+    r = c.post("/v1/collections/notes/upsert", json={"texts": ["x"], "vectors": [[0.0] * 384]})
+    assert r.status_code == 400
+
+
 def events(response) -> list[tuple[str, dict]]:
     out, event = [], None
     for line in response.iter_lines():

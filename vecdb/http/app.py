@@ -38,6 +38,7 @@ class CreateCollection(BaseModel):
     index: dict[str, Any] | None = None
     embedding: str | None = Field(None, description="embedding model (name or local path) for text search")
     text_field: str | None = None
+    text_fields: dict[str, float] | list[str] | None = Field(None, description="BM25 fields (and weights)")
 
 
 class Upsert(BaseModel):
@@ -153,7 +154,8 @@ def create_app(gate, llm: LLM | None = None, *, max_k: int = 16_384, max_batch_r
         async with admitted(request, "CreateCollection"):
             kwargs = {k: v for k, v in dict(metric=body.metric, schema=body.schema_, id_type=body.id_type,
                                             index=body.index, embedding=body.embedding,
-                                            text_field=body.text_field).items() if v is not None}
+                                            text_field=body.text_field, text_fields=body.text_fields).items()
+                      if v is not None}
             if body.dim is not None:
                 kwargs["dim"] = body.dim
             return await run(lambda: describe(gate.database.create_collection(body.name, **kwargs)))
@@ -180,7 +182,8 @@ def create_app(gate, llm: LLM | None = None, *, max_k: int = 16_384, max_batch_r
             if body.texts is not None:
                 if body.vectors is not None:
                     raise InvalidArgument("give texts or vectors, not both")
-                n = await run(lambda: collection(name).add_texts(body.texts, payloads=body.payloads, ids=body.ids))
+                ids = await run(lambda: collection(name).add_texts(body.texts, payloads=body.payloads, ids=body.ids))
+                return {"upserted": len(ids), "ids": ids}       # ids: given, or hashes of the texts
             else:
                 n = await run(lambda: collection(name).upsert(body.ids, body.vectors, body.payloads))
             return {"upserted": n}

@@ -3,6 +3,7 @@ table, API keys, the RAG chat (SSE) and the OpenAI-compatible chat driven by the
 from __future__ import annotations
 
 import json
+import socket
 
 import numpy as np
 import pytest
@@ -170,6 +171,14 @@ def test_rag_chat_errors(served, docs, tmp_path):
     with gateway(tmp_path / "db2") as (_, base2):             # no LLM configured
         r = client(base2).post("/v1/rag/chat", json={"collection": docs, "question": "x"})
         assert r.status_code == 503 and "--llm-base-url" in r.json()["error"]["message"]
+    with socket.socket() as s:                                  # an LLM that is down: 503, not a 200 stream
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    with gateway(tmp_path / "db3", dead) as (server3, base3):
+        corpus.fill(server3.database, "docs")
+        r = client(base3).post("/v1/rag/chat", json={"collection": "docs", "question": "x"})
+        assert r.status_code == 503 and r.json()["error"]["type"] == "Unavailable"
+        assert "cannot reach" in r.json()["error"]["message"]
 
 
 def test_openai_package_drives_chat_completions(served, docs):

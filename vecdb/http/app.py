@@ -9,6 +9,7 @@ limit and error table (each error class's ``http_status``; the body is
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -184,8 +185,7 @@ def create_app(gate, llm: LLM | None = None, *, max_k: int = 16_384, max_batch_r
                     raise InvalidArgument("give texts or vectors, not both")
                 ids = await run(lambda: collection(name).add_texts(body.texts, payloads=body.payloads, ids=body.ids))
                 return {"upserted": len(ids), "ids": ids}       # ids: given, or hashes of the texts
-            else:
-                n = await run(lambda: collection(name).upsert(body.ids, body.vectors, body.payloads))
+            n = await run(lambda: collection(name).upsert(body.ids, body.vectors, body.payloads))
             return {"upserted": n}
 
     @app.post("/v1/collections/{name}/get")
@@ -232,9 +232,12 @@ def create_app(gate, llm: LLM | None = None, *, max_k: int = 16_384, max_batch_r
     async def start_answer(name: str, messages: list[dict], k, filter, mode, max_tokens, temperature):
         """Retrieval and prompt (errors here become a plain error response), then the stream."""
         model = need_llm()
-        return await run(lambda: rag.chat(messages, collection(name), llm=model, stream=True, k=k,
-                                          filter=filter, mode=mode, max_tokens=max_tokens,
-                                          temperature=temperature))
+
+        def begin():
+            stream = rag.chat(messages, collection(name), llm=model, stream=True, k=k, filter=filter, mode=mode,
+                              max_tokens=max_tokens, temperature=temperature)
+            return itertools.chain([next(stream)], stream)     # an LLM that is down fails the request itself
+        return await run(begin)
 
     @app.post("/v1/rag/chat")
     async def rag_chat(body: RagChat, request: Request):

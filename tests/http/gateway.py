@@ -13,10 +13,10 @@ RW, RO = "rw-key", "ro-key"
 
 
 @contextlib.contextmanager
-def gateway(data, llm_base_url: str | None = None, **config):
+def gateway(data, llm_base_url: str | None = None, llm_model: str = "m", **config):
     """(ServerThread, base URL) with keys RW (read-write) and RO (read-only)."""
     cfg = ServerConfig(data=str(data), port=0, http_port=0, api_keys=(RW,), read_only_keys=(RO,),
-                       llm_base_url=llm_base_url, llm_model="m" if llm_base_url else None, **config)
+                       llm_base_url=llm_base_url, llm_model=llm_model if llm_base_url else None, **config)
     with ServerThread(cfg) as server:
         yield server, f"http://127.0.0.1:{server.server.http_port}"
 

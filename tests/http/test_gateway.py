@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from tests.http.gateway import RO, RW, client, gateway
 from tests.rag import corpus
 from tests.rag.fake_llm_server import FakeLLMProcess
+from vecdb.errors import ResourceExhausted
 from vecdb_client import Client
 
 
@@ -217,3 +219,23 @@ def test_vecdb_serve_runs_the_gateway_beside_grpc_and_drains_on_sigterm(tmp_path
         assert s.terminate() == 0
     with gateway(tmp_path / "db") as (_, base):            # what was acknowledged is there after restart
         assert client(base).get("/v1/collections/t/count").json() == {"count": 1}
+
+
+def test_concurrency_limit_is_shared_and_answers_429(tmp_path, llm_server):
+    import threading
+
+    with gateway(tmp_path / "db", llm_server.base_url, llm_model="slow", max_concurrency=1) as (server, base):
+        corpus.fill(server.database, "docs")
+        slow = threading.Thread(target=lambda: client(base).post(
+            "/v1/rag/chat", json={"collection": "docs", "question": "owls", "stream": False}))
+        slow.start()
+        deadline = time.monotonic() + 10
+        while server.server.gate.in_flight == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        r = client(base).get("/v1/collections")
+        assert r.status_code == 429 and r.json()["error"]["type"] == "ResourceExhausted"
+        with Client(server.address, api_key=RW) as g:               # gRPC counts the same calls
+            with pytest.raises(ResourceExhausted):
+                g.list_collections()
+        slow.join(30)
+        assert client(base).get("/v1/collections").status_code == 200

@@ -239,3 +239,17 @@ def test_concurrency_limit_is_shared_and_answers_429(tmp_path, llm_server):
                 g.list_collections()
         slow.join(30)
         assert client(base).get("/v1/collections").status_code == 200
+
+
+def test_gateway_settings_are_checked(tmp_path):
+    from vecdb.errors import InvalidArgument
+    from vecdb.server import config
+
+    env = {"VECDB_DATA": str(tmp_path), "VECDB_HTTP_PORT": "8080", "VECDB_LLM_BASE_URL": "http://127.0.0.1:1/v1",
+           "VECDB_LLM_MODEL": "gemma"}
+    c = config.load(None, env)
+    assert (c.http_port, c.llm_base_url, c.llm_model) == (8080, "http://127.0.0.1:1/v1", "gemma")
+    with pytest.raises(InvalidArgument, match="--llm-model"):
+        config.load(None, {**env, "VECDB_LLM_MODEL": ""})
+    with pytest.raises(InvalidArgument, match="http_port"):
+        config.load(None, {**env, "VECDB_HTTP_PORT": "70000"})

@@ -90,6 +90,9 @@ class Manifest:
         body = asdict(self)
         body["segments"] = [{k: v for k, v in asdict(s).items() if v is not None or k in _ALWAYS}
                             for s in self.segments]
+        for optional in ("embedding", "text"):      # absent when unset: older readers still read it
+            if body[optional] is None:
+                del body[optional]
         return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **body}, indent=1)
 
     def to_bytes(self) -> bytes:

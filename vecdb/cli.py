@@ -7,6 +7,7 @@
     vecdb search NAME (--query 0.1,0.2,... | --query-file Q.npy) [-k K] [--filter EXPR]
     vecdb snapshot NAME PATH / vecdb restore SOURCE NAME / vecdb stats [NAME]
     vecdb info DIR                                     every collection's stats (read-only)
+    vecdb ingest --data DIR --collection NAME SOURCES...  chunk, embed and store documents
 
 Every data command takes ``--data DIR`` (the embedded engine on that directory) or
 ``--server HOST:PORT`` (a running server, through ``vecdb_client.Client``); the objects the
@@ -160,6 +161,44 @@ def cmd_info(args) -> int:
         for name in db.list_collections():
             _print_json(db.get_collection(name).stats())
     return 0
+
+
+def cmd_ingest(args) -> int:
+    from vecdb import rag
+    payload = _payload_fields(args.payload_field)
+    with open_target(args, write=True, create=True) as db:
+        embedder = None
+        if args.vector_field is None:
+            from vecdb.rag.embedding import get_embedder
+            embedder = get_embedder(args.model)
+        if args.collection in db.list_collections():
+            col = db.get_collection(args.collection)
+        elif embedder is not None:
+            col = rag.open_collection(db, args.collection, embedder.dim, payload)
+        elif args.dim is not None:
+            col = rag.open_collection(db, args.collection, args.dim, payload)
+        else:
+            raise UsageError("a new collection fed by --vector-field needs --dim")
+        summary = rag.ingest(col, args.sources, text_field=args.text_field, id_field=args.id_field,
+                             payload_fields=list(payload), vector_field=args.vector_field,
+                             chunk_tokens=args.chunk_tokens, overlap=args.overlap,
+                             embedder=embedder, batch_size=args.batch_size,
+                             progress=not args.quiet)
+        if args.flush:
+            col.flush()
+        print(summary)
+    return EXIT_FAILED if summary.failed and args.strict else 0
+
+
+def _payload_fields(specs: list[str] | None) -> dict[str, str]:
+    """--payload-field NAME[:TYPE] values as a schema (type default string)."""
+    out = {}
+    for spec in specs or []:
+        name, _, kind = spec.partition(":")
+        if not name:
+            raise UsageError(f"--payload-field {spec!r}: expected NAME or NAME:TYPE")
+        out[name] = kind or "string"
+    return out
 
 
 def cmd_serve(args) -> int:
@@ -509,6 +548,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", parents=[target], help="rows, segments, index state (JSON, one collection a line)")
     p.add_argument("name", nargs="?", help="one collection (default: all)")
     p.set_defaults(run=cmd_stats)
+
+    p = sub.add_parser(
+        "ingest", help="chunk, embed and store text, Markdown, HTML, JSONL, CSV or Parquet sources",
+        description="Chunk documents by tokens, embed them (all-MiniLM-L6-v2 by default, offline) "
+        "and upsert them into a collection, created with the model's dim and metric cosine if "
+        "missing. Re-running skips unchanged sources and replaces changed ones; bad files are "
+        "reported and skipped.")
+    p.add_argument("--data", metavar="DIR", required=True, help="database directory (created if missing)")
+    p.add_argument("--collection", required=True, metavar="NAME", help="collection to write")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="files, folders or globs")
+    p.add_argument("--text-field", default="text", metavar="F",
+                   help="JSONL/CSV/Parquet field holding the text (default: %(default)s)")
+    p.add_argument("--id-field", metavar="F", help="JSONL/CSV/Parquet field holding a document id")
+    p.add_argument("--payload-field", action="append", metavar="F[:TYPE]",
+                   help="a JSONL/CSV/Parquet field to keep as payload (repeatable; type default string)")
+    p.add_argument("--vector-field", metavar="F",
+                   help="import this Parquet/Arrow/JSONL vector field as is, without embedding")
+    p.add_argument("--dim", type=_positive, help="dim of a new collection fed by --vector-field")
+    p.add_argument("--chunk-tokens", type=_positive, default=256, metavar="N",
+                   help="tokens per chunk (default: %(default)s; capped at the model's limit)")
+    p.add_argument("--overlap", type=int, default=32, metavar="N",
+                   help="tokens shared by consecutive chunks (default: %(default)s)")
+    p.add_argument("--model", default="all-MiniLM-L6-v2", metavar="NAME|PATH",
+                   help="embedding model: all-MiniLM-L6-v2 (default) or a local model directory")
+    p.add_argument("--batch-size", type=_positive, default=64, metavar="N",
+                   help="texts per model batch (default: %(default)s)")
+    p.add_argument("--flush", action="store_true", help="seal the written rows into a segment afterwards")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any source failed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_ingest, server=None)
 
     p = sub.add_parser("info", help="every collection's stats in a database directory (read-only)",
                        description="Print every collection's stats, one JSON line each, opening DIR "

@@ -1,0 +1,73 @@
+"""Token-aware chunking (pure): windows of tokens mapped back to character spans of the text.
+
+Chunks are windows of ``size`` tokens stepping ``size - overlap`` tokens, so consecutive
+chunks share exactly ``overlap`` tokens. A chunk's span runs from its first token's start (0
+for the first chunk) to the start of the first token after the window (the text's end for the
+last chunk), so the spans cover the whole text and each
+keeps the whitespace that follows it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from vecdb.errors import InvalidArgument
+
+Offsets = Sequence[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk: its number within the document, character span and token span."""
+    number: int
+    start: int
+    end: int
+    first_token: int
+    last_token: int       # exclusive
+
+
+def check_sizes(size: int, overlap: int) -> None:
+    """Raise InvalidArgument unless 1 <= size and 0 <= overlap < size."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidArgument(f"chunk size must be a positive number of tokens, got {size!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < size:
+        raise InvalidArgument(f"overlap must be an integer in [0, {size}), got {overlap!r}")
+
+
+def chunk_spans(offsets: Offsets, text_length: int, size: int, overlap: int) -> list[Chunk]:
+    """Chunks of a text whose tokens have character ``offsets`` (start, end), in order.
+
+    A text without tokens (empty or blank) has no chunks.
+    """
+    check_sizes(size, overlap)
+    n = len(offsets)
+    if n == 0:
+        return []
+    step = size - overlap
+    chunks = []
+    first = 0
+    while True:
+        last = min(first + size, n)
+        start = 0 if first == 0 else offsets[first][0]
+        end = text_length if last == n else offsets[last][0]
+        chunks.append(Chunk(len(chunks), start, end, first, last))
+        if last == n:
+            return chunks
+        first += step
+
+
+def tokenizer_offsets(tokenizer) -> Callable[[str], list[tuple[int, int]]]:
+    """A function text -> token character offsets, from a fast (Rust) Hugging Face tokenizer."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise InvalidArgument("token-aware chunking needs a fast tokenizer (offset mapping)")
+
+    def offsets(text: str) -> list[tuple[int, int]]:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                        return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        return [(s, e) for s, e in enc["offset_mapping"] if e > s]
+    return offsets
+
+
+def chunk_text(text: str, offsets: Callable[[str], Offsets], size: int, overlap: int) -> list[Chunk]:
+    """Chunks of ``text`` using the tokenizer behind ``offsets``."""
+    return chunk_spans(offsets(text), len(text), size, overlap)

@@ -8,6 +8,7 @@ keeps the whitespace that follows it.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -57,14 +58,20 @@ def chunk_spans(offsets: Offsets, text_length: int, size: int, overlap: int) -> 
 
 
 def tokenizer_offsets(tokenizer) -> Callable[[str], list[tuple[int, int]]]:
-    """A function text -> token character offsets, from a fast (Rust) Hugging Face tokenizer."""
-    if not getattr(tokenizer, "is_fast", False):
+    """A function text -> token character offsets, from a fast (Rust) Hugging Face tokenizer.
+
+    Works on a private copy of the Rust tokenizer: the model's own one changes its truncation
+    and padding settings on every encode call, so sharing it across threads races.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
         raise InvalidArgument("token-aware chunking needs a fast tokenizer (offset mapping)")
+    backend = copy.deepcopy(backend)
+    backend.no_truncation()
+    backend.no_padding()
 
     def offsets(text: str) -> list[tuple[int, int]]:
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
-                        return_attention_mask=False, return_token_type_ids=False, verbose=False)
-        return [(s, e) for s, e in enc["offset_mapping"] if e > s]
+        return [(s, e) for s, e in backend.encode(text, add_special_tokens=False).offsets if e > s]
     return offsets
 
 

@@ -76,6 +76,7 @@ class _Group:
 @dataclass
 class _Delete:
     source: str
+    written: int = 0       # rows of a failed source already on their way: not counted as ingested
 
 
 def ingest_fields(payload_schema: dict[str, str] | None = None) -> dict[str, str]:
@@ -160,6 +161,7 @@ class _Pipeline:
         self.offsets = tokenizer_offsets(embedder.tokenizer) if embedder is not None else None
         self.settings = _settings_digest(getattr(embedder, "name", "none"), size, overlap, fields)
         self.summary = IngestSummary(sources=len(sources), chunk_tokens=size)
+        self.emitted_rows = 0
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
 
@@ -214,7 +216,7 @@ class _Pipeline:
                 self.summary.unchanged += 1
                 continue
             must_delete = name in started or name in complete
-            emitted = False
+            emitted, rows_before, docs_before = False, self.emitted_rows, self.summary.documents
             try:
                 for rows in self._source_rows(source, digest):
                     if not emitted:
@@ -224,9 +226,11 @@ class _Pipeline:
                             group = self._flush(group)
                             self._put(self.q_read, _Delete(name))
                     if isinstance(rows, _Group):        # a ready table (vector import)
+                        self.emitted_rows += len(rows.ids)
                         group = self._flush(group)
                         self._put(self.q_read, rows)
                         continue
+                    self.emitted_rows += len(rows)
                     for rid, text, payload, vector in rows:
                         group.ids.append(rid)
                         group.texts.append(text)
@@ -237,13 +241,14 @@ class _Pipeline:
                         group = self._flush(group)
             except SourceError as e:
                 self._fail(name, e)
+                self.summary.documents = docs_before
                 if emitted:   # drop what was queued of it: a source is in whole or not at all
                     group = self._flush(group)
-                    self._put(self.q_read, _Delete(name))
+                    self._put(self.q_read, _Delete(name, self.emitted_rows - rows_before))
         self._flush(group)
 
     def _fail(self, name: str, error: Exception) -> None:
-        log.warning("skipping %s: %s", name, error)
+        log.warning("skipped source: %s", error)
         self.summary.failed.append((name, str(error)))
 
     def _flush(self, group: _Group) -> _Group:
@@ -357,6 +362,7 @@ class _Pipeline:
                     break
                 if isinstance(item, _Delete):
                     self.collection.delete(filter=f"source = {_quote(item.source)}")
+                    self.summary.rows -= item.written
                     continue
                 if item.table is not None:
                     n = self.collection.upsert(item.table)

@@ -60,7 +60,8 @@ def chunk_spans(offsets: Offsets, text_length: int, size: int, overlap: int) -> 
 def tokenizer_offsets(tokenizer) -> Callable[[str], list[tuple[int, int]]]:
     """A function text -> token character offsets, from a fast (Rust) Hugging Face tokenizer.
 
-    Works on a private copy of the Rust tokenizer: the model's own one changes its truncation
+    Tokens that share characters (the tokenizer split one character) are merged into one unit,
+    so spans never overlap. Works on a private copy of the Rust tokenizer: the model's own one changes its truncation
     and padding settings on every encode call, so sharing it across threads races.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -71,7 +72,15 @@ def tokenizer_offsets(tokenizer) -> Callable[[str], list[tuple[int, int]]]:
     backend.no_padding()
 
     def offsets(text: str) -> list[tuple[int, int]]:
-        return [(s, e) for s, e in backend.encode(text, add_special_tokens=False).offsets if e > s]
+        out: list[tuple[int, int]] = []
+        for s, e in backend.encode(text, add_special_tokens=False).offsets:
+            if e <= s:
+                continue
+            if out and s < out[-1][1]:   # several tokens from one character (e.g. Hangul): one unit
+                out[-1] = (out[-1][0], max(out[-1][1], e))
+            else:
+                out.append((s, e))
+        return out
     return offsets
 
 

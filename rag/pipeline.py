@@ -158,7 +158,7 @@ class _Pipeline:
         self.embedder, self.size, self.overlap = embedder, size, overlap
         self.batch_size, self.progress = batch_size, progress
         self.group_rows = batch_size * ENCODE_GROUP
-        self.offsets = tokenizer_offsets(embedder.tokenizer) if embedder is not None else None
+        self.offsets = tokenizer_offsets(embedder.tokenizer) if fields.vector is None else None
         self.settings = _settings_digest(getattr(embedder, "name", "none"), size, overlap, fields)
         self.summary = IngestSummary(sources=len(sources), chunk_tokens=size)
         self.emitted_rows = 0
@@ -237,8 +237,8 @@ class _Pipeline:
                         group.payloads.append(payload)
                         if vector is not None:
                             group.vectors.append(vector)
-                    if len(group.ids) >= self.group_rows:
-                        group = self._flush(group)
+                        if len(group.ids) >= self.group_rows:
+                            group = self._flush(group)
             except SourceError as e:
                 self._fail(name, e)
                 self.summary.documents = docs_before
@@ -421,7 +421,10 @@ def ingest(collection, sources: str | os.PathLike | Iterable[str | os.PathLike],
         if embedder is None or isinstance(embedder, (str, os.PathLike)):
             from vecdb.rag.embedding import DEFAULT_MODEL, get_embedder
             embedder = get_embedder(embedder or DEFAULT_MODEL)
-        tok = embedder.tokenizer
+        tok = getattr(embedder, "tokenizer", None)
+        if tok is None:
+            raise InvalidArgument(f"embedder {embedder!r} has no tokenizer: token-aware chunking "
+                                  "needs its Hugging Face fast tokenizer (a .tokenizer attribute)")
         limit = getattr(embedder, "max_seq_length", None)
         if limit:   # the model truncates past this; keep each chunk whole
             limit -= tok.num_special_tokens_to_add() if hasattr(tok, "num_special_tokens_to_add") else 2

@@ -2,7 +2,7 @@
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from vecdb.errors import InvalidArgument
 from vecdb.rag.chunker import check_sizes, chunk_spans, chunk_text, tokenizer_offsets
@@ -25,6 +25,7 @@ sizes = st.integers(1, 40).flatmap(lambda size: st.tuples(st.just(size), st.inte
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=texts, size_overlap=sizes)
+@example(text="케 東京", size_overlap=(1, 0))   # one character, several tokens
 def test_chunks_cover_text_with_exact_overlap(offsets, text, size_overlap):
     size, overlap = size_overlap
     toks = offsets(text)

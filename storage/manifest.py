@@ -50,6 +50,8 @@ class Manifest:
     checkpoint: int = 0          # last WAL seq reflected in segments and bitmaps
     next_segment: int = 1
     created_at: float = field(default_factory=time.time)
+    embedding: str | None = None   # embedding model name (vecdb.rag.embedding); None: vectors only
+    text: dict | None = None       # {"fields": {name: weight}, "stopwords", "source"}; None: no BM25
 
     def files(self) -> set[str]:
         """Data files (segments, bitmaps) this version needs."""

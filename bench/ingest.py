@@ -75,7 +75,7 @@ def run(rows: int, batch_size: int, device: str) -> dict:
         source = Path(tmp) / "glosses.jsonl"
         source.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
         with vecdb.connect(Path(tmp) / "db") as db:
-            col = rag.open_collection(db, "glosses", embedder.dim)
+            col = rag.open_collection(db, "glosses")
             t0 = time.perf_counter()
             summary = rag.ingest(col, [source], id_field="id", embedder=embedder,
                                  batch_size=batch_size, progress=False)

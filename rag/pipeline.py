@@ -90,12 +90,21 @@ def ingest_fields(payload_schema: dict[str, str] | None = None) -> dict[str, str
     return schema
 
 
-def open_collection(db, name: str, dim: int, payload_schema: dict[str, str] | None = None):
-    """Collection ``name`` of ``db``, created (metric cosine, ingest schema) if it does not exist."""
+def open_collection(db, name: str, *, embedding: str | None = "all-MiniLM-L6-v2", dim: int | None = None,
+                    payload_schema: dict[str, str] | None = None):
+    """Collection ``name`` of ``db``; if missing, created for ingest: metric cosine, string ids,
+    the ingest fields, and (with ``embedding``) the model as its embedding function with BM25
+    over ``text``, so text and hybrid search work on what was ingested. ``dim`` defaults to the
+    model's; without an embedding (vector import) it is required."""
     if name in db.list_collections():
         return db.get_collection(name)
-    return db.create_collection(name, dim, "cosine", schema=ingest_fields(payload_schema),
-                                id_type="string")
+    schema = ingest_fields(payload_schema)
+    if embedding is None:
+        if dim is None:
+            raise InvalidArgument("a collection without an embedding model needs dim")
+        return db.create_collection(name, dim, "cosine", schema=schema, id_type="string")
+    return db.create_collection(name, dim, "cosine", schema=schema, id_type="string",
+                                embedding=str(embedding), text_field="text")
 
 
 def _check_collection(collection, fields: Fields, dim: int | None) -> None:
@@ -262,9 +271,13 @@ class _Pipeline:
     def _source_rows(self, source: Source, digest: str) -> Iterator:
         """Lists of (id, text, payload, vector) per document, or ready _Groups (vector import)."""
         name = source.name
-        if self.fields.vector is not None and source.kind == "table":
-            yield from self._vector_tables(source, digest)
-            return
+        if self.fields.vector is not None:
+            if source.kind == "table":
+                yield from self._vector_tables(source, digest)
+                return
+            if source.kind != "jsonl":
+                raise SourceError(f"{name}: a {source.kind} file has no vector field "
+                                  f"{self.fields.vector!r}")
         number = 0
         chunked = ((doc, self._chunks(doc)) for doc in documents(source, self.fields))
         nonempty = ((doc, chunks) for doc, chunks in chunked if chunks)
@@ -408,7 +421,8 @@ def ingest(collection, sources: str | os.PathLike | Iterable[str | os.PathLike],
     Text/Markdown/HTML files are one document each; JSONL/CSV/Parquet rows take their text
     from ``text_field``, their id from ``id_field`` and the ``payload_fields`` as payload.
     With ``vector_field`` the rows' vectors are imported as they are (no chunking, no model).
-    ``embedder``: an Embedder, a model name or local path (default all-MiniLM-L6-v2). The
+    ``embedder``: an Embedder, a model name or local path (default: the collection's
+    ``embedding``, else all-MiniLM-L6-v2). The
     collection needs the ingest fields (``ingest_fields()``). Bad files are skipped and listed
     in the summary; re-running skips unchanged sources and replaces changed ones.
     """
@@ -420,7 +434,7 @@ def ingest(collection, sources: str | os.PathLike | Iterable[str | os.PathLike],
     if vector_field is None:
         if embedder is None or isinstance(embedder, (str, os.PathLike)):
             from vecdb.rag.embedding import DEFAULT_MODEL, get_embedder
-            embedder = get_embedder(embedder or DEFAULT_MODEL)
+            embedder = get_embedder(embedder or getattr(collection, "embedding", None) or DEFAULT_MODEL)
         tok = getattr(embedder, "tokenizer", None)
         if tok is None:
             raise InvalidArgument(f"embedder {embedder!r} has no tokenizer: token-aware chunking "

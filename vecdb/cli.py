@@ -167,22 +167,20 @@ def cmd_ingest(args) -> int:
     from vecdb import rag
     payload = _payload_fields(args.payload_field)
     with open_target(args, write=True, create=True) as db:
-        embedder = None
+        exists = args.collection in db.list_collections()
+        model = None
         if args.vector_field is None:
-            from vecdb.rag.embedding import get_embedder
-            embedder = get_embedder(args.model)
-        if args.collection in db.list_collections():
-            col = db.get_collection(args.collection)
-        elif embedder is not None:
-            col = rag.open_collection(db, args.collection, embedder.dim, payload)
-        elif args.dim is not None:
-            col = rag.open_collection(db, args.collection, args.dim, payload)
-        else:
+            from vecdb.rag.embedding import DEFAULT_MODEL
+            model = (args.model or (db.get_collection(args.collection).embedding if exists else None)
+                     or DEFAULT_MODEL)
+        elif not exists and args.dim is None:
             raise UsageError("a new collection fed by --vector-field needs --dim")
+        col = rag.open_collection(db, args.collection, payload_schema=payload, dim=args.dim,
+                                  embedding=model)
         summary = rag.ingest(col, args.sources, text_field=args.text_field, id_field=args.id_field,
                              payload_fields=list(payload), vector_field=args.vector_field,
                              chunk_tokens=args.chunk_tokens, overlap=args.overlap,
-                             embedder=embedder, batch_size=args.batch_size,
+                             embedder=model, batch_size=args.batch_size,
                              progress=not args.quiet)
         if args.flush:
             col.flush()
@@ -570,8 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokens per chunk (default: %(default)s; capped at the model's limit)")
     p.add_argument("--overlap", type=int, default=32, metavar="N",
                    help="tokens shared by consecutive chunks (default: %(default)s)")
-    p.add_argument("--model", default="all-MiniLM-L6-v2", metavar="NAME|PATH",
-                   help="embedding model: all-MiniLM-L6-v2 (default) or a local model directory")
+    p.add_argument("--model", metavar="NAME|PATH",
+                   help="embedding model: all-MiniLM-L6-v2 or a local model directory (default: the "
+                   "collection's embedding, else all-MiniLM-L6-v2)")
     p.add_argument("--batch-size", type=_positive, default=64, metavar="N",
                    help="texts per model batch (default: %(default)s)")
     p.add_argument("--flush", action="store_true", help="seal the written rows into a segment afterwards")

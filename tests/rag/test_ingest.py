@@ -47,7 +47,7 @@ def all_rows(col):
 def test_reingest_is_idempotent_and_chunks_carry_offsets(tmp_path, minilm):
     docs = corpus(tmp_path / "docs")
     with vecdb.connect(tmp_path / "db") as db:
-        col = rag.open_collection(db, "docs", minilm.dim)
+        col = rag.open_collection(db, "docs")
         first = rag.ingest(col, [docs], embedder=minilm, chunk_tokens=32, overlap=8, progress=False)
         n = col.count()
         assert first.rows == n > 6 and first.sources == 6 and not first.failed
@@ -76,7 +76,7 @@ def test_changed_source_replaces_its_chunks_and_bad_files_are_skipped(tmp_path, 
     (docs / "rows.jsonl").write_text("\n".join(json.dumps({"text": f"row {i} {WORDS[i]}"}) for i in range(5))
                                      + "\n{broken json\n")
     with vecdb.connect(tmp_path / "db") as db:
-        col = rag.open_collection(db, "docs", minilm.dim)
+        col = rag.open_collection(db, "docs")
         s = rag.ingest(col, [docs], embedder=minilm, chunk_tokens=32, overlap=4, progress=False)
         assert sorted(os.path.basename(f) for f, _ in s.failed) == ["broken.md", "rows.jsonl"]
         assert "2 failed" in str(s)
@@ -97,7 +97,7 @@ def test_table_rows_keep_ids_and_payloads(tmp_path, minilm):
     rows = [{"gloss": f"{w}: something about a {w}", "key": f"syn{i}", "pos": "n"} for i, w in enumerate(WORDS)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "g.parquet")
     with vecdb.connect(tmp_path / "db") as db:
-        col = rag.open_collection(db, "g", minilm.dim, {"pos": "string"})
+        col = rag.open_collection(db, "g", payload_schema={"pos": "string"})
         s = rag.ingest(col, [tmp_path / "g.parquet"], text_field="gloss", id_field="key",
                        payload_fields=["pos"], embedder=minilm, progress=False)
         assert s.rows == s.documents == len(WORDS) == col.count()
@@ -115,7 +115,7 @@ def test_vector_column_imports_without_a_model(tmp_path):
                       "text": [f"t{i}" for i in range(300)]})
     pq.write_table(table, tmp_path / "v.parquet")
     with vecdb.connect(tmp_path / "db") as db:
-        col = rag.open_collection(db, "v", 8)
+        col = rag.open_collection(db, "v", embedding=None, dim=8)
         s = rag.ingest(col, [tmp_path / "v.parquet"], vector_field="emb", id_field="id", progress=False)
         assert s.rows == 300 == col.count()
         got = col.get(["v7", "v299"])
@@ -136,6 +136,9 @@ def test_cli_ingest(tmp_path, minilm, capsys):
     with vecdb.connect(tmp_path / "db") as db:
         col = db.get_collection("docs")
         assert col.dim == 384 and col.metric == "cosine" and col.count() > 2
+        # the collection embeds text queries itself: ingest, then search by text
+        hits = col.search("a grey heron by the river", k=3, mode="hybrid")
+        assert len(hits) == 3 and all(h.id.startswith(str(docs)) for h in hits)
 
 
 CHILD = textwrap.dedent("""
@@ -156,7 +159,7 @@ CHILD = textwrap.dedent("""
             return out
 
     db = vecdb.connect(sys.argv[1])
-    col = rag.open_collection(db, "docs", 384)
+    col = rag.open_collection(db, "docs")
     rag.ingest(col, [sys.argv[2]], embedder=Slow(get_embedder("all-MiniLM-L6-v2", device="cpu")),
                chunk_tokens=16, overlap=4, batch_size=2, progress=False)
     print("finished", flush=True)

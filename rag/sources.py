@@ -114,7 +114,7 @@ def discover(specs: Iterable[str | os.PathLike]) -> list[Source]:
 
 class _HTMLText(html.parser.HTMLParser):
     """Visible text of an HTML page: script/style dropped, block elements on their own lines."""
-    SKIP = {"script", "style", "noscript", "template", "head"}
+    SKIP = {"script", "style", "noscript", "template"}
     BLOCK = {"p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header",
              "footer", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "title", "hr"}
 

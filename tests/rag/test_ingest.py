@@ -194,3 +194,43 @@ def test_sigkill_mid_ingest_then_resume_gives_exactly_the_full_set(tmp_path, min
         want = sorted(r.id for r in all_rows(full))
         assert got == want and col.count() == len(want) == len(set(got))
         assert col.count("last_chunk = TRUE") == 24
+
+
+def test_stages_are_bounded_while_the_writer_lags(tmp_path, monkeypatch):
+    """A slow writer holds the reader back: rows read but not yet written stay within the
+    queues' bound, so a corpus larger than memory streams through."""
+    from vecdb.rag import pipeline
+    n, batch = 6000, 16
+    group = batch * pipeline.ENCODE_GROUP
+    (tmp_path / "v.jsonl").write_text("".join(json.dumps({"vector": [1.0, i % 7, 2.0, 3.0]}) + "\n"
+                                              for i in range(n)))
+    read = [0]
+
+    def counted(source, fields):
+        for doc in pipeline_documents(source, fields):
+            read[0] += 1
+            yield doc
+    pipeline_documents = pipeline.documents
+    monkeypatch.setattr(pipeline, "documents", counted)
+
+    class SlowCollection:
+        def __init__(self, col):
+            self.col, self.written, self.ahead = col, 0, 0
+
+        def __getattr__(self, name):
+            return getattr(self.col, name)
+
+        def upsert(self, *args):
+            self.ahead = max(self.ahead, read[0] - self.written)
+            time.sleep(0.02)
+            k = self.col.upsert(*args)
+            self.written += k
+            return k
+
+    with vecdb.connect(tmp_path / "db") as db:
+        slow = SlowCollection(rag.open_collection(db, "v", embedding=None, dim=4))
+        s = rag.ingest(slow, [tmp_path / "v.jsonl"], vector_field="vector", batch_size=batch,
+                       progress=False)
+        assert s.rows == n == slow.count() and read[0] == n
+        # groups: one being written, QUEUE_DEPTH per queue, one in the encoder, one being filled
+        assert group <= slow.ahead <= (2 * pipeline.QUEUE_DEPTH + 3) * group, slow.ahead

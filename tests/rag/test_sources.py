@@ -38,7 +38,7 @@ def test_text_markdown_and_html(tmp_path):
         "<html><head><title>t</title><style>p{}</style></head><body><h1>Herons</h1>"
         "<p>Wading &amp; <b>long-legged</b>   birds.</p><script>alert(1)</script><ul><li>one</li>"
         "<li>two</li></ul></body></html>")
-    assert docs(tmp_path / "p.html")[0].text == "Herons\n\nWading & long-legged birds.\n\none\n\ntwo"
+    assert docs(tmp_path / "p.html")[0].text == "t\n\nHerons\n\nWading & long-legged birds.\n\none\n\ntwo"
     assert html_to_text("") == ""
 
 

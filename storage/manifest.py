@@ -67,6 +67,9 @@ class Manifest:
     def to_json(self) -> str:
         body = asdict(self)
         body["segments"] = [asdict(s) for s in self.segments]
+        for optional in ("embedding", "text"):      # absent when unset: older readers still read it
+            if body[optional] is None:
+                del body[optional]
         return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **body}, indent=1)
 
     @staticmethod

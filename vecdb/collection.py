@@ -157,33 +157,14 @@ class Collection:
 
     def add_texts(self, texts: Sequence[str], payloads: Sequence[dict | None] | None = None,
                   ids: Sequence | None = None, *, batch_size: int = 64) -> list:
-        """Embed ``texts`` with the collection's model and upsert them, the text stored in the
-        first text field; returns the ids (default: a hash of each text, so re-adding is
-        idempotent). The text goes to the ``text`` field (or the first text field when none is
-        called ``text``). Validated like ``upsert``: a failed call writes nothing."""
+        """Embed ``texts`` with the collection's model and upsert them; returns the ids (default:
+        a hash of each text, so re-adding is idempotent). Each text is stored in the ``text``
+        field (or the first text field when none is called ``text``) beside its payload.
+        Validated like ``upsert``: a failed call writes nothing."""
         self._store._check_open(write=True)
         m = self._store.manifest
         embedder = self.embedder()
-        if isinstance(texts, str) or not isinstance(texts, Sequence):
-            raise InvalidArgument("texts must be a list of strings")
-        texts = list(texts)
-        for t in texts:
-            if not isinstance(t, str):
-                raise InvalidArgument(f"texts must be strings, got {type(t).__name__}")
-        if not texts:
-            raise InvalidArgument("add_texts got no texts")
-        field = m.text["source"]
-        if payloads is None:
-            payloads = [None] * len(texts)
-        elif isinstance(payloads, dict) or len(payloads) != len(texts):
-            raise SchemaError(f"payloads must be a list of one dict (or None) per text ({len(texts)})")
-        merged = []
-        for t, p in zip(texts, payloads):
-            if p is not None and not isinstance(p, dict):
-                raise SchemaError(f"each payload must be a dict or None, got {type(p).__name__}")
-            if p and field in p and p[field] != t:
-                raise SchemaError(f"payload field {field!r} holds the text itself; it must not differ")
-            merged.append({**(p or {}), field: t})
+        texts, merged = retrieval.text_rows(texts, payloads, m.text["source"])
         if ids is None:
             ids = retrieval.text_ids(texts, m.id_type)
             if len(set(ids)) != len(ids):
@@ -630,5 +611,6 @@ class Collection:
                     "use": f"exact scans of sealed segments for batches of >= {GPU_MIN_QUERIES} queries"
                     if backend else "none"},
             "memtable_rows": view.memtable.n if view.memtable else 0,
+            "embedding": view.manifest.embedding, "text": view.manifest.text,
             "durability": self._store.options.durability,
         }

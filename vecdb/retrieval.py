@@ -111,6 +111,30 @@ def check_mode(mode, weights) -> tuple[float, float]:
     return float(pair[0]), float(pair[1])
 
 
+def text_rows(texts, payloads, field: str) -> tuple[list[str], list[dict]]:
+    """Checked ``texts`` and their payloads with the text set in ``field`` (for ``add_texts``)."""
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise InvalidArgument("texts must be a list of strings")
+    texts = list(texts)
+    for t in texts:
+        if not isinstance(t, str):
+            raise InvalidArgument(f"texts must be strings, got {type(t).__name__}")
+    if not texts:
+        raise InvalidArgument("add_texts got no texts")
+    if payloads is None:
+        payloads = [None] * len(texts)
+    elif isinstance(payloads, dict) or len(payloads) != len(texts):
+        raise SchemaError(f"payloads must be a list of one dict (or None) per text ({len(texts)})")
+    merged = []
+    for t, p in zip(texts, payloads):
+        if p is not None and not isinstance(p, dict):
+            raise SchemaError(f"each payload must be a dict or None, got {type(p).__name__}")
+        if p and field in p and p[field] != t:
+            raise SchemaError(f"payload field {field!r} holds the text itself; it must not differ")
+        merged.append({**(p or {}), field: t})
+    return texts, merged
+
+
 def text_ids(texts: Sequence[str], id_type: str | None) -> list:
     """Deterministic ids from the texts themselves (re-adding a text replaces it)."""
     digests = [hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest() for t in texts]

@@ -279,7 +279,7 @@ class _Pipeline:
                 raise SourceError(f"{name}: a {source.kind} file has no vector field "
                                   f"{self.fields.vector!r}")
         number = 0
-        chunked = ((doc, self._chunks(doc)) for doc in documents(source, self.fields))
+        chunked = ((doc, self._chunks(doc)) for doc in self._unique(documents(source, self.fields), name))
         nonempty = ((doc, chunks) for doc, chunks in chunked if chunks)
         for (doc, chunks), last_doc in _with_last(nonempty):
             self.summary.documents += 1
@@ -294,6 +294,19 @@ class _Pipeline:
                 rows.append((rid, payload["text"], payload, doc.vector))
                 number += 1
             yield rows
+
+    def _unique(self, docs: Iterator[Document], name: str) -> Iterator[Document]:
+        """The documents, checking that an id field's values are unique within the source (the
+        rows' ids derive from them; a repeat would overwrite a row of the same run)."""
+        if self.fields.id is None:
+            yield from docs
+            return
+        seen: set[str] = set()
+        for doc in docs:
+            if doc.doc in seen:
+                raise SourceError(f"{name}: id {doc.doc!r} ({self.fields.id!r}) appears twice")
+            seen.add(doc.doc)
+            yield doc
 
     def _chunks(self, doc: Document) -> list[tuple[int, int]]:
         if doc.vector is not None:

@@ -103,6 +103,11 @@ def test_table_rows_keep_ids_and_payloads(tmp_path, minilm):
         assert s.rows == s.documents == len(WORDS) == col.count()
         (r,) = col.get(["syn3#0"])
         assert r.payload["doc"] == "syn3" and r.payload["pos"] == "n" and r.payload["text"] == rows[3]["gloss"]
+        # an id repeated within a source makes it a bad source, skipped and reported
+        (tmp_path / "dup.jsonl").write_text('{"gloss": "a", "key": "x"}\n{"gloss": "b", "key": "x"}\n')
+        s = rag.ingest(col, [tmp_path / "dup.jsonl"], text_field="gloss", id_field="key",
+                       embedder=minilm, progress=False)
+        assert s.rows == 0 and "appears twice" in s.failed[0][1] and col.count() == len(WORDS)
         with pytest.raises(SchemaError, match="lacks ingest field"):
             rag.ingest(db.create_collection("plain", dim=384), [tmp_path / "g.parquet"], embedder=minilm)
 

@@ -128,6 +128,15 @@ def test_vector_column_imports_without_a_model(tmp_path):
         assert got[1].payload["last_chunk"] is True and got[0].payload["text"] == "t7"
         assert rag.ingest(col, [tmp_path / "v.parquet"], vector_field="emb", id_field="id",
                           progress=False).unchanged == 1
+        # JSONL rows with a vector field import the same way; a text file has no vector field
+        (tmp_path / "v.jsonl").write_text("".join(json.dumps({"emb": vecs[i].tolist(), "text": f"j{i}"}) + "\n"
+                                                  for i in range(5)))
+        (tmp_path / "t.txt").write_text("no vectors here")
+        s = rag.ingest(col, [tmp_path / "v.jsonl", tmp_path / "t.txt"], vector_field="emb", progress=False)
+        assert s.rows == 5 and col.count() == 305 and "no vector field" in s.failed[0][1]
+        (r,) = col.get([f"{tmp_path / 'v.jsonl'}#4"])
+        assert r.payload["text"] == "j4"
+        np.testing.assert_allclose(r.vector, vecs[4] / np.linalg.norm(vecs[4]), rtol=1e-5)
 
 
 def test_cli_ingest(tmp_path, minilm, capsys):

@@ -11,7 +11,9 @@ Sections (each writes its part of bench/results/rag.json, a table in rag.md and 
   most min(1, 10/n), hit@1 at most 1/n. Latency p50/p99 of single queries per mode,
   query embedding included.
 
-The ingest section is added by the ingest work (``SECTIONS``).
+* ``ingest``: end-to-end ``vecdb.rag.ingest`` rows/s against raw ``SentenceTransformer.encode``
+  on the same first ``--rows`` glosses in the same run (target >= 0.9x) and peak memory
+  (bench/ingest.py; also runnable alone as ``python -m bench.ingest``).
 """
 from __future__ import annotations
 
@@ -260,7 +262,12 @@ def _plot(r: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-SECTIONS = {"retrieval": retrieval}
+def ingest(rows: int = 5000) -> dict:
+    from bench.ingest import run
+    return run(rows, batch_size=64, device="auto")
+
+
+SECTIONS = {"retrieval": retrieval, "ingest": ingest}
 
 
 def main() -> None:
@@ -270,12 +277,14 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--subset", type=int, default=20_000,
                     help="rows to embed when the dataset's vectors are not prepared")
+    ap.add_argument("--rows", type=int, default=5000, help="glosses the ingest section ingests")
     a = ap.parse_args()
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "rag.json"
     report = json.loads(path.read_text()) if path.exists() else {}
     for name in a.section or list(SECTIONS):
-        kwargs = {"n_queries": a.queries, "subset": a.subset} if name == "retrieval" else {}
+        kwargs = ({"n_queries": a.queries, "subset": a.subset} if name == "retrieval"
+                  else {"rows": a.rows} if name == "ingest" else {})
         report[name] = SECTIONS[name](**kwargs)
         path.write_text(json.dumps(report, indent=1))
     if "retrieval" in report:
@@ -283,6 +292,9 @@ def main() -> None:
         print(table)
         (RESULTS / "rag.md").write_text(table)
         _plot(report["retrieval"], RESULTS / "rag.png")
+    if "ingest" in report:
+        from bench.ingest import table as ingest_table
+        print(ingest_table(report["ingest"]))
 
 
 if __name__ == "__main__":

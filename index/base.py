@@ -257,28 +257,34 @@ def write_index_file(path: str | Path, footer: dict, write_payload=None) -> None
     """Durably write ``[payload][footer]`` to ``path``: temp file, fsync, rename, fsync dir.
 
     ``write_payload(tmp_path)`` creates the temp file with the payload (None: no payload).
+    File operations go through ``vecdb.storage.fileio`` (one place, fault-injectable).
     """
+    from vecdb.storage import fileio
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
         if write_payload is not None:
             write_payload(str(tmp))
+            fileio.created(tmp)
         payload_bytes = tmp.stat().st_size if tmp.exists() else 0
         blob = json.dumps({**footer, "format": FORMAT, "version": FORMAT_VERSION,
                            "payload_bytes": payload_bytes}, sort_keys=True).encode()
-        with open(tmp, "ab") as f:
-            f.write(blob + _TAIL.pack(len(blob), MAGIC))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        with fileio.open_file(tmp, "ab", 0) as f:
+            fileio.write(f, blob + _TAIL.pack(len(blob), MAGIC))
+            fileio.fsync(f)
+        fileio.replace(tmp, path)
+    except BaseException as e:
+        try:
+            fileio.unlink(tmp, missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise fileio.io_error(e, f"writing index file {path}") from e
         raise
-    dfd = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+        fileio.fsync_dir(path.parent)
+    except OSError as e:
+        raise fileio.io_error(e, f"writing index file {path}") from e
 
 
 def read_footer(path: str | Path) -> dict:

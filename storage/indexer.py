@@ -48,13 +48,15 @@ class BuildState:
 class IndexBuilder:
     """Queue + worker thread. ``install(seg, config, index, file_name)`` is the store's hook."""
 
-    def __init__(self, name: str, dim: int, metric: str, directory, install, pending: set):
+    def __init__(self, name: str, dim: int, metric: str, directory, install, pending: set,
+                 on_failure=None):
         self._name = name
         self._dim = dim
         self._metric = metric
         self._dir = directory
         self._install = install
         self._pending = pending
+        self._on_failure = on_failure     # (seg, config, exc): the store reports and retries
         self._cond = threading.Condition()
         self._queue: deque = deque()
         self._busy = False
@@ -158,6 +160,8 @@ class IndexBuilder:
         except Exception as e:  # a failed build leaves the segment searched exactly; logged
             st.state, st.error = "failed", f"{type(e).__name__}: {e}"
             log.exception("%s: index build on segment %d failed", self._name, seg.num)
+            if self._on_failure is not None:
+                self._on_failure(seg, config, e)
         finally:
             self._pending.discard(name)
 

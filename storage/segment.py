@@ -13,7 +13,6 @@ In memory a segment keeps ``deleted_seq`` (int64 per row: the sequence number of
 """
 from __future__ import annotations
 
-import os
 import struct
 import threading
 import zlib
@@ -23,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecdb.errors import Corruption
+from vecdb.storage.fileio import crc32c, write_durably
 from vecdb.storage.schema import ID, VECTOR
 
 SEGMENT_FORMAT = b"vecdb-segment"
@@ -42,46 +42,38 @@ def deletes_name(num: int, version: int) -> str:
     return f"seg-{num:08d}.del-{version:08d}"
 
 
-def write_file_durably(path: Path, write) -> None:
-    """Write via ``write(f)`` into a temp file, fsync, rename into place, fsync the directory."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_segment(path: Path, table: pa.Table) -> None:
-    """Write ``table`` (row schema) as one uncompressed record batch, durably."""
+def write_segment(path: Path, table: pa.Table) -> tuple[int, int]:
+    """Write ``table`` (row schema) as one uncompressed record batch, durably; (size, crc32c)."""
     meta = dict(table.schema.metadata or {})
     meta.update({b"vecdb.format": SEGMENT_FORMAT, b"vecdb.format_version": SEGMENT_FORMAT_VERSION})
     table = table.replace_schema_metadata(meta).combine_chunks()
     batch = table.to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema)
 
     def write(f):
-        with pa.ipc.new_file(f, table.schema) as w:
+        with pa.ipc.new_file(pa.PythonFile(f, mode="w"), table.schema) as w:
             w.write_batch(batch)
-    write_file_durably(path, write)
+    return write_durably(path, write)
 
 
-def write_deletes(path: Path, deleted: np.ndarray) -> None:
-    """Persist a bool mask of deleted rows."""
+def write_deletes(path: Path, deleted: np.ndarray) -> tuple[int, int]:
+    """Persist a bool mask of deleted rows durably; (size, crc32c)."""
     bits = np.packbits(deleted.astype(bool)).tobytes()
 
     def write(f):
         f.write(DEL_HEADER.pack(DEL_MAGIC, len(deleted), zlib.crc32(bits)))
         f.write(bits)
-    write_file_durably(path, write)
+    return write_durably(path, write)
 
 
-def read_deletes(path: Path, n_rows: int) -> np.ndarray:
-    data = path.read_bytes()
+def read_deletes(path: Path, n_rows: int, checksum=None) -> np.ndarray:
+    """The bool mask of deleted rows; ``checksum`` (size, crc32c) from the manifest if known."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise Corruption(f"delete bitmap {path.name} is missing") from None
+    if checksum is not None and (len(data), crc32c(data)) != tuple(checksum):
+        raise Corruption(f"delete bitmap {path.name} fails its checksum: which rows of its segment "
+                         f"are deleted is unknown, so none of them is served")
     if len(data) < DEL_HEADER.size:
         raise Corruption(f"delete bitmap {path.name} is truncated")
     magic, n, crc = DEL_HEADER.unpack_from(data)
@@ -120,6 +112,9 @@ class Segment:
             if col.num_chunks != 1:
                 col = pa.chunked_array([pa.concat_arrays(col.chunks)])
             values = col.chunk(0).values
+            if col.type.list_size != dim or len(values) != self.n * dim:
+                raise Corruption(f"segment {path.name} holds {col.type.list_size}-d vectors, "
+                                 f"its manifest says dim={dim}")
             self.vectors = values.to_numpy(zero_copy_only=True).reshape(self.n, dim)
         else:
             self.vectors = np.empty((0, dim), dtype=np.float32)

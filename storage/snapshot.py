@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from vecdb.errors import Corruption, InvalidArgument
-from vecdb.storage import manifest as mf
+from vecdb.storage import fileio, manifest as mf
 from vecdb.storage.manifest import Manifest
 from vecdb.storage.segment import Segment, read_deletes
 
@@ -84,6 +84,9 @@ def restore(src: Path, dest: Path, name: str) -> Manifest:
         missing = [f for f in m.files() if not (staging / "segments" / f).is_file()]
         if missing:
             raise InvalidArgument(f"snapshot is missing files {missing}")
+        for fname, want in m.sums().items():   # recorded checksums must match before anything opens
+            if want is not None and fileio.file_crc32c(staging / "segments" / fname) != tuple(want):
+                raise InvalidArgument(f"snapshot file {fname} fails its checksum")
         for e in m.segments:   # every file must open and check before the collection appears
             deleted = read_deletes(staging / "segments" / e.deletes, e.rows) if e.deletes else None
             seg = Segment(e.num, staging / "segments" / e.file, m.dim, deleted)

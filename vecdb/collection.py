@@ -613,4 +613,5 @@ class Collection:
             "memtable_rows": view.memtable.n if view.memtable else 0,
             "embedding": view.manifest.embedding, "text": view.manifest.text,
             "durability": self._store.options.durability,
+            "integrity": self._store.background_errors(),
         }

@@ -7,6 +7,7 @@ Layout::
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -24,7 +25,8 @@ from vecdb.storage.lock import DirLock
 from vecdb.storage.manifest import Manifest
 from vecdb.storage.schema import ID_TYPES, METRICS, check_payload_schema
 from vecdb.storage.store import CollectionStore, StoreOptions
-from vecdb.storage.wal import DURABILITY_MODES, fsync_dir
+from vecdb.storage.verify import VerifyReport, verify_database
+from vecdb.storage.wal import DURABILITY_MODES, RECOVERY_MODES, fsync_dir
 
 MAX_DIM = 65_536
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -33,24 +35,30 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 def connect(path: str | os.PathLike, *, durability: str = "always", sync_interval_ms: int = 100,
             read_only: bool = False, seal_rows: int = 1_000_000, seal_bytes: int = 256 << 20,
             compact_target_rows: int = 2_000_000, auto_compact: bool = True,
-            keep_versions: int = 10, keep_versions_for_s: float = 0.0) -> "Database":
+            keep_versions: int = 10, keep_versions_for_s: float = 0.0,
+            wal_recovery: str = "tolerate_tail") -> "Database":
     """Open (creating if needed) the database at ``path``.
 
     durability: ``always`` (default) acknowledges a write after fsync, with group commit;
     ``batch`` fsyncs every ``sync_interval_ms`` and loses at most that window on power loss,
     nothing on a process kill. ``read_only`` opens without the writer lock; collections are
     then the versions current at open. Sealing, compaction and version-retention thresholds
-    are tunable; the defaults suit most uses.
+    are tunable; the defaults suit most uses. ``wal_recovery``: ``tolerate_tail`` (default:
+    truncate a torn last record, refuse to open on damage mid-log), ``absolute`` (refuse on any
+    bad record) or ``salvage`` (keep every intact record and segment, skip and report the rest).
     """
     if durability not in DURABILITY_MODES:
         raise InvalidArgument(f"durability must be one of {DURABILITY_MODES}, got {durability!r}")
+    if wal_recovery not in RECOVERY_MODES:
+        raise InvalidArgument(f"wal_recovery must be one of {RECOVERY_MODES}, got {wal_recovery!r}")
     for name, value in (("sync_interval_ms", sync_interval_ms), ("seal_rows", seal_rows),
                         ("seal_bytes", seal_bytes), ("compact_target_rows", compact_target_rows),
                         ("keep_versions", keep_versions)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
     options = StoreOptions(durability, sync_interval_ms, seal_rows, seal_bytes,
-                           compact_target_rows, auto_compact, keep_versions, float(keep_versions_for_s))
+                           compact_target_rows, auto_compact, keep_versions, float(keep_versions_for_s),
+                           wal_recovery)
     return Database(Path(path), options, read_only)
 
 
@@ -214,6 +222,19 @@ class Database:
             col = Collection(CollectionStore.open(directory, self.options, read_only=self.read_only))
             self._collections[name] = col
             return col
+
+    def verify(self) -> VerifyReport:
+        """Check every checksum, the manifest chain, WAL coverage and index/segment agreement of
+        every collection; changes nothing. ``report.ok`` is False on damage (see ``problems``).
+        Writes to a collection wait while it is being checked."""
+        self._check_open()
+        with self._lock:
+            open_now = dict(self._collections)
+
+        def hold(name: str):   # an open collection is checked under its write lock (no GC race)
+            col = open_now.get(name)
+            return col._store.write_lock if col is not None else contextlib.nullcontext()
+        return verify_database(self.path, hold)
 
     def list_collections(self) -> list[str]:
         self._check_open()

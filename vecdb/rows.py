@@ -145,6 +145,9 @@ def as_ids(ids, id_type: str, what: str = "ids", unique: bool = True) -> pa.Arra
         for i, v in enumerate(ids):
             if not isinstance(v, str):
                 raise InvalidId(f"{what}[{i}] is {type(v).__name__} {v!r}; this collection's ids are strings")
+            if not _is_utf8(v):
+                raise InvalidId(f"{what}[{i}] is not valid Unicode text (it holds a lone surrogate "
+                                f"at position {_bad_char(v)})")
             if not v or len(v.encode()) > MAX_ID_BYTES:
                 raise InvalidId(f"{what}[{i}] must be a non-empty string of at most {MAX_ID_BYTES} bytes")
     else:
@@ -159,6 +162,21 @@ def as_ids(ids, id_type: str, what: str = "ids", unique: bool = True) -> pa.Arra
         dup = next(v for v in ids if v in seen or seen.add(v))
         raise InvalidId(f"{what} repeat {dup!r} within one batch; each id may appear once per upsert")
     return pa.array(ids, type=id_arrow_type(id_type))
+
+
+def _is_utf8(s: str) -> bool:
+    """True if ``s`` encodes as UTF-8 (no lone surrogates); ASCII is checked without encoding."""
+    if s.isascii():
+        return True
+    try:
+        s.encode()
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _bad_char(s: str) -> int:
+    return next(i for i, c in enumerate(s) if 0xD800 <= ord(c) <= 0xDFFF)
 
 
 def _check_value(field: str, typ: str, v, row: int):
@@ -177,6 +195,9 @@ def _check_value(field: str, typ: str, v, row: int):
         v = bool(v) if ok else v
     elif typ == "string":
         ok = isinstance(v, str)
+        if ok and not _is_utf8(v):
+            raise SchemaError(f"payloads[{row}].{field} is not valid Unicode text (it holds a lone "
+                              f"surrogate at position {_bad_char(v)})")
     elif typ == "timestamp":
         if isinstance(v, str):
             try:
@@ -189,6 +210,10 @@ def _check_value(field: str, typ: str, v, row: int):
             ok = False
     elif typ == "list<string>":
         ok = isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+        bad = next((x for x in v if not _is_utf8(x)), None) if ok else None
+        if bad is not None:
+            raise SchemaError(f"payloads[{row}].{field} holds a string that is not valid Unicode "
+                              f"text (a lone surrogate at position {_bad_char(bad)})")
     elif typ == "list<int64>":
         ok = isinstance(v, (list, tuple)) and all(
             isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) for x in v)

@@ -15,6 +15,7 @@ import pytest
 
 import vecdb
 from tests.invariants import assert_state
+from vecdb.storage.fileio import crc32c
 
 DIM = 4
 SCHEMA = {"n": "int64"}
@@ -201,11 +202,22 @@ def _replacing(name_fn, data_fn, kind=tarfile.REGTYPE):
     return build
 
 
+def _manifest_body(data: bytes) -> dict:
+    """The JSON body of a manifest file (without its crc32c trailer line)."""
+    return json.loads(data[:data.rfind(b"\ncrc32c=")] if b"\ncrc32c=" in data else data)
+
+
+def _signed(body: dict) -> bytes:
+    """A manifest file for ``body`` with a valid checksum: only the content is hostile."""
+    data = json.dumps(body).encode()
+    return data + b"\ncrc32c=%08x\n" % crc32c(data)
+
+
 def _manifest_edit(**changes):
     def data(good):
-        body = json.loads((good / _man(good)).read_text())
+        body = _manifest_body((good / _man(good)).read_bytes())
         body["segments"][0].update(changes)
-        return json.dumps(body).encode()
+        return _signed(body)
     return _replacing(_man, data)
 
 
@@ -356,7 +368,7 @@ def _segment_files(db_path: Path, name="c") -> set[str]:
 
 
 def _manifest_files(db_path: Path, version: int, name="c") -> set[str]:
-    body = json.loads((db_path / "collections" / name / "manifest" / f"v{version:08d}.json").read_text())
+    body = _manifest_body((db_path / "collections" / name / "manifest" / f"v{version:08d}.json").read_bytes())
     return {s["file"] for s in body["segments"]} | {s["deletes"] for s in body["segments"] if s["deletes"]}
 
 

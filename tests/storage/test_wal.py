@@ -1,8 +1,9 @@
 """WAL fault injection: torn tails, corrupt frames, failed writes and fsyncs, group commit.
 
-DESIGN §4: a WAL frame is ``[u32 length][u32 crc32][payload]``; replay on open stops at the
-first bad frame and truncates the file there; under ``always`` a write is acknowledged after
-an fsync that concurrent writers share.
+DESIGN §4: a WAL frame is ``[u32 length][u32 crc32][payload]``; on open a torn tail (a bad
+frame with no valid frame after it) is truncated, damage (a bad frame followed by valid ones, a
+gap in sequence numbers after the checkpoint) is ``Corruption`` unless ``wal_recovery="salvage"``;
+under ``always`` a write is acknowledged after an fsync that concurrent writers share.
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import vecdb
 from tests.invariants import assert_state
-from vecdb.storage import store as store_mod
+from tests.storage.faultenv import FaultEnv
+from vecdb.errors import StorageFull
+from vecdb.storage import fileio
 from vecdb.storage import wal as wal_mod
 from vecdb.storage.wal import (FRAME_HEADER, OP_DELETE, OP_UPSERT, WalWriter, encode_record,
                                read_records, replay, wal_files)
@@ -139,7 +142,7 @@ def test_empty_and_header_only_files_replay_as_empty(tmp_path):
 @pytest.fixture
 def fast_dir(tmp_path, monkeypatch):
     """A scratch dir for thousands of tiny rewrites: tmpfs where there is one, and no fsync."""
-    monkeypatch.setattr(wal_mod, "os", _CountingOs(real_sync=False))
+    monkeypatch.setattr(fileio, "os", _CountingOs(real_sync=False))
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK):
         import tempfile
@@ -176,7 +179,7 @@ def test_truncated_at_every_offset_replays_the_good_prefix(fast_dir):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_corrupt_bytes_stop_replay_at_the_first_bad_frame(tmp_path_factory, data):
+def test_corrupt_bytes_are_a_torn_tail_only_when_no_intact_frame_follows(tmp_path_factory, data):
     records = _records(6)
     wal_dir = tmp_path_factory.mktemp("wal")
     path = _write_log(wal_dir, records)
@@ -189,12 +192,82 @@ def test_corrupt_bytes_stop_replay_at_the_first_bad_frame(tmp_path_factory, data
         blob[p] ^= data.draw(st.integers(1, 255), label=f"xor at {p}")
     path.write_bytes(bytes(blob))
     bad = next(i for i, e in enumerate(ends) if first < e)
-    got = list(replay(wal_dir))
-    _same(got, records[:bad])
-    assert path.stat().st_size == starts[bad]
+    damaged = {i for i, (a, b) in enumerate(zip(starts, ends)) if any(a <= p < b for p in positions)}
+    intact_after = [i for i in range(bad + 1, len(records)) if i not in damaged]
+    if not intact_after:                 # nothing intact after the damage: a torn tail
+        got = list(replay(wal_dir))
+        _same(got, records[:bad])
+        assert path.stat().st_size == starts[bad]
+        return
+    with pytest.raises(vecdb.Corruption, match=rf"{path.name}.*{len(intact_after)} intact record"):
+        list(replay(wal_dir))
+    assert path.stat().st_size == len(blob)          # nothing truncated
+    report = wal_mod.ReplayReport()
+    got = list(replay(wal_dir, mode="salvage", report=report))
+    keep = [i for i in range(len(records)) if i not in damaged]
+    _same(got, [records[i] for i in keep])
+    assert report.skipped and report.gaps
 
 
-def test_corrupt_frame_with_valid_crc_but_bad_body_is_treated_as_torn(tmp_path):
+def test_flipped_byte_mid_log_is_corruption_naming_the_intact_records(tmp_path):
+    """Issue 13: record 3 of 10 damaged used to truncate the 7 intact records after it."""
+    records = _records(10)
+    wal_dir = tmp_path / "wal"
+    path = _write_log(wal_dir, records)
+    blob = bytearray(path.read_bytes())
+    ends = _frame_ends(records)
+    blob[ends[1] + 20] ^= 0xFF          # inside record 3's payload
+    path.write_bytes(bytes(blob))
+    with pytest.raises(vecdb.Corruption, match="7 intact record"):
+        list(replay(wal_dir))
+    assert path.stat().st_size == len(blob)
+    got = list(replay(wal_dir, mode="salvage"))
+    assert [r.seq for r in got] == [1, 2] + list(range(4, 11))
+
+
+def test_damaged_length_in_the_first_frame_does_not_drop_the_file(tmp_path):
+    records = _records(5)
+    wal_dir = tmp_path / "wal"
+    path = _write_log(wal_dir, records)
+    blob = bytearray(path.read_bytes())
+    blob[1] ^= 0x40                      # the first frame's length
+    path.write_bytes(bytes(blob))
+    with pytest.raises(vecdb.Corruption, match="4 intact record"):
+        list(replay(wal_dir))
+    assert [r.seq for r in replay(wal_dir, mode="salvage")] == [2, 3, 4, 5]
+
+
+def test_absolute_mode_refuses_even_a_torn_tail(tmp_path):
+    records = _records(3)
+    wal_dir = tmp_path / "wal"
+    path = _write_log(wal_dir, records)
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(vecdb.Corruption):
+        list(replay(wal_dir, mode="absolute"))
+    assert len(list(replay(wal_dir))) == 2
+
+
+def test_missing_wal_file_is_a_gap_after_the_checkpoint(tmp_path):
+    """Issue 13: a deleted WAL file silently dropped its rows."""
+    wal_dir = tmp_path / "wal"
+    records = _records(9)
+    _write_log(wal_dir, records[:3], first_seq=1)
+    _write_log(wal_dir, records[3:6], first_seq=4)
+    _write_log(wal_dir, records[6:], first_seq=7)
+    wal_mod.wal_path(wal_dir, 4).unlink()
+    with pytest.raises(vecdb.Corruption, match="records 4..6 are missing"):
+        list(replay(wal_dir))
+    # the checkpoint covers the first file: then the log must start right after it
+    wal_mod.wal_path(wal_dir, 1).unlink()
+    with pytest.raises(vecdb.Corruption, match="records 4..6 are missing"):
+        list(replay(wal_dir, checkpoint=3))
+    assert [r.seq for r in replay(wal_dir, checkpoint=6)] == [7, 8, 9]
+    report = wal_mod.ReplayReport()
+    assert [r.seq for r in replay(wal_dir, checkpoint=3, mode="salvage", report=report)] == [7, 8, 9]
+    assert report.gaps == [(3, 7)]
+
+
+def test_corrupt_frame_with_valid_crc_but_bad_body_at_the_end_is_treated_as_torn(tmp_path):
     records = _records(3)
     wal_dir = tmp_path / "wal"
     path = _write_log(wal_dir, records)
@@ -287,7 +360,7 @@ class _CountingOs(types.SimpleNamespace):
 def test_wal_writer_group_commit_shares_fsyncs(tmp_path, monkeypatch):
     """The WalWriter contract: append under the owner's lock, sync_to without it."""
     fake = _CountingOs(delay=0.003)
-    monkeypatch.setattr(wal_mod, "os", fake)
+    monkeypatch.setattr(fileio, "os", fake)
     wal_dir = tmp_path / "wal"
     wal_dir.mkdir()
     w = WalWriter(wal_dir, 1)
@@ -321,7 +394,7 @@ def test_group_commit_shares_fsyncs_between_concurrent_writers(tmp_path, monkeyp
     threads_n, per_thread, rows = 8, 25, 2
     with vecdb.connect(tmp_path / "db", durability="always") as db:
         col = db.create_collection("c", dim=DIM, metric="l2", schema=SCHEMA, id_type="int64")
-        monkeypatch.setattr(wal_mod, "os", fake)
+        monkeypatch.setattr(fileio, "os", fake)
         barrier = threading.Barrier(threads_n)
         acked = [[] for _ in range(threads_n)]
         errors = []
@@ -362,7 +435,7 @@ def test_batch_durability_does_not_fsync_per_write(tmp_path, monkeypatch):
     fake = _CountingOs()
     with vecdb.connect(tmp_path / "db", durability="batch", sync_interval_ms=50) as db:
         col = db.create_collection("c", dim=DIM, metric="l2", schema=SCHEMA, id_type="int64")
-        monkeypatch.setattr(wal_mod, "os", fake)
+        monkeypatch.setattr(fileio, "os", fake)
         for i in range(40):
             _upsert(col, [i], [i])
         during = fake.file_syncs
@@ -372,94 +445,99 @@ def test_batch_durability_does_not_fsync_per_write(tmp_path, monkeypatch):
         monkeypatch.undo()
 
 
-# ---- injected write and fsync failures (the WalWriter ``opener`` seam) -------------------------
-
-class _FaultyFile:
-    """A WAL file that fails on demand: a torn write (half the bytes, then ENOSPC) or fsync EIO."""
-
-    def __init__(self, f, plan):
-        self._f = f
-        self._plan = plan
-
-    def write(self, data):
-        if self._plan.get("fail_write"):
-            self._plan["fail_write"] -= 1
-            self._f.write(data[: len(data) // 2])
-            self._f.flush()
-            raise OSError(errno.ENOSPC, "No space left on device (injected)")
-        return self._f.write(data)
-
-    def fileno(self):
-        if self._plan.get("fail_sync"):
-            self._plan["fail_sync"] -= 1
-            raise OSError(errno.EIO, "Input/output error (injected)")
-        return self._f.fileno()
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-
-def _faulty_opener(plan: dict):
-    def opener(path, mode):
-        plan["opens"] = plan.get("opens", 0) + 1
-        if plan.get("fail_open_from") and plan["opens"] >= plan["fail_open_from"]:
-            plan["fail_open_from"] = 0
-            raise OSError(errno.EMFILE, "Too many open files (injected)")
-        return _FaultyFile(open(path, mode), plan)
-    return opener
-
+# ---- injected write and fsync failures (storage/fileio.py + tests/storage/faultenv.py) --------
 
 @pytest.fixture
-def faulty_wal(monkeypatch):
-    """Every WalWriter the store creates gets the faulty opener; returns the shared plan."""
-    plan: dict = {}
-    monkeypatch.setattr(store_mod, "WalWriter", functools.partial(WalWriter, opener=_faulty_opener(plan)))
-    return plan
+def faults(tmp_path):
+    """A FaultEnv installed for the test; ``faults.fail_next(kinds, errno)`` arms a fault."""
+    env = FaultEnv(tmp_path, tmp_path.parent / (tmp_path.name + "-bk"))
+    with fileio.use_env(env):
+        yield env
 
 
-def test_writer_unit_failed_write_surfaces_and_leaves_no_visible_half_record(tmp_path):
-    plan: dict = {}
+def test_writer_unit_failed_write_surfaces_and_leaves_no_visible_half_record(tmp_path, faults):
     wal_dir = tmp_path / "wal"
     wal_dir.mkdir()
-    w = WalWriter(wal_dir, 1, opener=_faulty_opener(plan))
+    w = WalWriter(wal_dir, 1)
     w.append(1, OP_UPSERT, _batch(1))
-    plan["fail_write"] = 1
-    with pytest.raises(OSError):
+    faults.fail_next({"write"}, errno.ENOSPC)
+    with pytest.raises(StorageFull, match=r"wal-0+1\.log.*ENOSPC"):
         w.append(2, OP_UPSERT, _batch(2))
+    w.append(2, OP_UPSERT, _batch(22))   # space freed: the log takes writes again
     w.close()
     got = list(replay(wal_dir))
-    _same(got, [(1, OP_UPSERT, _batch(1))])
+    _same(got, [(1, OP_UPSERT, _batch(1)), (2, OP_UPSERT, _batch(22))])
 
 
-def test_writes_acknowledged_after_a_failed_append_survive_reopen(tmp_path, faulty_wal):
+def test_enospc_on_upsert_is_storage_full_changes_nothing_and_recovers_without_reopen(tmp_path, faults):
     path = tmp_path / "db"
     with vecdb.connect(path) as db:
         col = db.create_collection("c", dim=DIM, metric="l2", schema=SCHEMA, id_type="int64")
         _upsert(col, [1, 2], [1, 2])
-        faulty_wal["fail_write"] = 1
-        with pytest.raises(OSError):
-            _upsert(col, [3, 4], [3, 4])
+        faults.fail_next({"write"}, errno.ENOSPC, persistent=True)
+        for _ in range(3):
+            with pytest.raises(StorageFull) as e:
+                _upsert(col, [3, 4], [3, 4])
+            assert e.value.http_status == 507 and "wal-" in str(e.value)
         assert col.count() == 2 and col.get([3, 4]) == []      # the failed call changed nothing
-        try:
-            _upsert(col, [5, 6], [5, 6])   # either refused, or acknowledged and then durable
-            acked = True
-        except vecdb.VecdbError:
-            acked = False
+        faults.clear_faults()                                    # space freed
+        _upsert(col, [5, 6], [5, 6])
     with vecdb.connect(path) as db:
         model: dict = {}
-        _model_add(model, [1, 2], [1, 2])
-        if acked:
-            _model_add(model, [5, 6], [5, 6])
+        _model_add(model, [1, 2, 5, 6], [1, 2, 5, 6])
         assert_state(db.get_collection("c"), model, DIM)
 
 
-def test_failed_fsync_surfaces_and_the_write_is_whole_or_absent_after_reopen(tmp_path, faulty_wal):
+def test_enospc_on_flush_is_storage_full_and_changes_nothing(tmp_path, faults):
     path = tmp_path / "db"
     with vecdb.connect(path) as db:
         col = db.create_collection("c", dim=DIM, metric="l2", schema=SCHEMA, id_type="int64")
         _upsert(col, [1, 2], [1, 2])
-        faulty_wal["fail_sync"] = 1
-        with pytest.raises(OSError):
+        version = col.version
+        faults.fail_next({"write"}, errno.ENOSPC, persistent=True)
+        with pytest.raises(StorageFull, match="seg-"):
+            col.flush()
+        assert col.version == version and col.count() == 2
+        faults.clear_faults()
+        col.flush()
+        assert col.version == version + 1
+        _upsert(col, [3], [3])
+    with vecdb.connect(path) as db:
+        model: dict = {}
+        _model_add(model, [1, 2, 3], [1, 2, 3])
+        assert_state(db.get_collection("c"), model, DIM)
+
+
+def test_upsert_whose_seal_fails_after_the_wal_commit_returns_and_retries(tmp_path, faults, caplog):
+    """Issue 13: upsert raised a raw OSError although its rows were durable and visible."""
+    path = tmp_path / "db"
+    with vecdb.connect(path, seal_rows=4) as db:
+        col = db.create_collection("c", dim=DIM, metric="l2", schema=SCHEMA, id_type="int64")
+        _upsert(col, [1, 2], [1, 2])
+        faults.fail_next({"open"}, errno.ENOSPC, persistent=True)   # the WAL is open; sealing needs new files
+        _upsert(col, [3, 4], [3, 4])                                  # reaches seal_rows: seal fails
+        assert col.count() == 4
+        bg = col._store.background_errors()
+        assert bg["failures"] >= 1 and bg["retry_pending"] and "StorageFull" in bg["recent"][-1]["error"]
+        faults.clear_faults()
+        deadline = time.monotonic() + 10
+        while col._store.background_errors()["retry_pending"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not col._store.background_errors()["retry_pending"]
+        assert col._store.manifest.segments                       # the retry sealed the rows
+    with vecdb.connect(path) as db:
+        model: dict = {}
+        _model_add(model, [1, 2, 3, 4], [1, 2, 3, 4])
+        assert_state(db.get_collection("c"), model, DIM)
+
+
+def test_failed_fsync_surfaces_and_the_write_is_whole_or_absent_after_reopen(tmp_path, faults):
+    path = tmp_path / "db"
+    with vecdb.connect(path) as db:
+        col = db.create_collection("c", dim=DIM, metric="l2", schema=SCHEMA, id_type="int64")
+        _upsert(col, [1, 2], [1, 2])
+        faults.fail_next({"fsync"})
+        with pytest.raises(vecdb.Unavailable, match="EIO"):
             _upsert(col, [3, 4, 5], [3, 4, 5])
         assert col.get([3, 4, 5]) == []          # not acknowledged, not visible
         with pytest.raises(vecdb.Unavailable):   # the log is poisoned until reopen
@@ -476,28 +554,22 @@ def test_failed_fsync_surfaces_and_the_write_is_whole_or_absent_after_reopen(tmp
         assert_state(col, model, DIM)
 
 
-def test_a_write_whose_fsync_failed_never_becomes_visible_in_process(tmp_path, faulty_wal):
-    with vecdb.connect(tmp_path / "db") as db:
-        col = db.create_collection("c", dim=DIM, metric="l2", schema=SCHEMA, id_type="int64")
-        _upsert(col, [1], [1])
-        faulty_wal["fail_sync"] = 1
-        with pytest.raises(OSError):
-            _upsert(col, [3], [3])
-        try:
-            _upsert(col, [6], [6])          # refusing writes after a failed fsync is fine too
-        except vecdb.VecdbError:
-            pass
-        assert col.get([3]) == []
-
-
-def test_failed_wal_rotation_during_flush_loses_nothing(tmp_path, faulty_wal):
+def test_failed_wal_rotation_after_a_flush_commit_loses_nothing(tmp_path, faults):
     path = tmp_path / "db"
     with vecdb.connect(path) as db:
         col = db.create_collection("c", dim=DIM, metric="l2", schema=SCHEMA, id_type="int64")
         _upsert(col, [1, 2], [1, 2])
-        faulty_wal["fail_open_from"] = faulty_wal["opens"] + 1     # the next WAL file cannot open
-        with pytest.raises(OSError):
-            col.flush()
+        # the flush's segment and manifest are written; the next WAL file cannot be created
+        real_open = faults.open
+
+        def open_(path_, mode, buffering=-1):
+            if Path(path_).name.startswith("wal-") and "a" in mode:
+                raise OSError(errno.EMFILE, "Too many open files (injected)", str(path_))
+            return real_open(path_, mode, buffering)
+        faults.open = open_
+        col.flush()                               # committed: the rotation failure is reported
+        assert col._store.background_errors()["failures"] == 1
+        faults.open = real_open
         _upsert(col, [3], [3])
         col.delete([1])
         assert col.count() == 2

@@ -358,7 +358,7 @@ def test_reads_as_of_a_version_match_at_version(db, col):
         assert hits == past.search(q, k=2, filter="tag = 'x'") and plan
         assert [r.id for r in col.scroll(version=v)[0]] == ["a", "b", "c", "d"]
     assert col.count() == 4 and [r.id for r in col.get(["a", "e"])] == ["e"]
-    from vecdb.storage.store import _pins
+    from vecdb.storage.cleanup import _pins
     assert not any(n for (d, _), n in _pins.items() if d == str(col._store.dir))   # views closed
 
 

@@ -66,6 +66,30 @@ class CollectionMachine(RuleBasedStateMachine):
         for i in doomed:
             del self.model[i]
 
+    @rule(data=st.data(), ids=st.lists(st.sampled_from(POOL), min_size=1, max_size=5, unique=True))
+    def update_payload(self, data, ids):
+        change = data.draw(st.fixed_dictionaries({}, optional={
+            "year": st.none() | st.integers(2000, 2010), "tag": st.none() | st.sampled_from(["x", "y"])}))
+        present = [i for i in ids if i in self.model]
+        assert self.col.update_payload(ids, change) == (len(present) if change else 0)
+        for i in present:
+            vec, payload = self.model[i]
+            self.model[i] = (vec, {**payload, **change})
+
+    @precondition(lambda self: hasattr(self, "col"))
+    @rule(limit=st.integers(1, 10), year=st.none() | st.integers(2000, 2011))
+    def scroll_pages_match_the_model(self, limit, year):
+        flt = None if year is None else YearFilter(year)
+        seen, cursor = [], None
+        for _ in range(len(POOL) + 1):
+            page, cursor = self.col.scroll(None if flt is None else flt.expr, limit=limit, cursor=cursor)
+            seen += [(r.id, r.payload) for r in page]
+            if cursor is None:
+                break
+        expect = sorted((i, {f: v for f, v in p.items() if v is not None})
+                        for i, (_, p) in self.model.items() if flt is None or flt(p))
+        assert cursor is None and seen == expect
+
     @rule()
     def flush(self):
         self.col.flush()

@@ -38,7 +38,7 @@ class Gate:
         """Admit a call, then map whatever it raises to a status (the message names the problem)."""
         t0 = time.perf_counter()
         code = "OK"
-        admitted = False
+        admitted = recorded = False
         try:
             self.auth.check(context.invocation_metadata(), method)
             if self.database is None:
@@ -54,6 +54,8 @@ class Gate:
             code = status.name
             log.warning("rpc=%s code=%s peer=%s error=%s message=%r", method, code, context.peer(),
                         type(e).__name__, message)
+            self._record(method, code, t0, context)     # before the client can see the status
+            recorded = True
             await context.abort(status, message, trailing)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             code = "CANCELLED"
@@ -62,15 +64,22 @@ class Gate:
             code = "INTERNAL"
             log.exception("rpc=%s code=INTERNAL peer=%s unexpected error", method, context.peer())
             status, message, trailing = status_of(Internal(f"{method} failed: {type(e).__name__}: {e}"))
+            self._record(method, code, t0, context)
+            recorded = True
             await context.abort(status, message, trailing)
         finally:
             if admitted:
                 self.in_flight -= 1
-            seconds = time.perf_counter() - t0
-            if self.metrics is not None:
-                self.metrics.observe(method, code, seconds)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("rpc=%s code=%s ms=%.3f peer=%s", method, code, seconds * 1000, context.peer())
+            if not recorded:
+                self._record(method, code, t0, context)
+
+    def _record(self, method: str, code: str, t0: float, context: grpc.aio.ServicerContext) -> None:
+        """Count the call in the metrics and the debug log."""
+        seconds = time.perf_counter() - t0
+        if self.metrics is not None:
+            self.metrics.observe(method, code, seconds)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("rpc=%s code=%s ms=%.3f peer=%s", method, code, seconds * 1000, context.peer())
 
     async def run(self, context: grpc.aio.ServicerContext, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Run engine work in the thread pool, refusing to start (or to answer) past the deadline.

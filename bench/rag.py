@@ -129,12 +129,15 @@ def retrieval(n_queries: int = 1000, latency_queries: int = 200, subset: int = 2
         col = db.create_collection("wordnet", embedding="all-MiniLM-L6-v2", metric="cosine",
                                    text_fields={"lemmas": LEMMA_WEIGHT, "gloss": 1.0},
                                    index={"type": "flat"})
+
+        def load_rows(target):
+            for lo in range(0, len(row_ids), 20_000):
+                ids = row_ids[lo:lo + 20_000]
+                target.upsert(ids.tolist(), vectors[lo:lo + len(ids)],
+                              [{"lemmas": ", ".join(rows[i]["lemmas"]), "gloss": rows[i]["gloss"]} for i in ids.tolist()])
+            target.flush()
         t0 = time.perf_counter()
-        for lo in range(0, len(row_ids), 20_000):
-            ids = row_ids[lo:lo + 20_000]
-            col.upsert(ids.tolist(), vectors[lo:lo + len(ids)],
-                       [{"lemmas": ", ".join(rows[i]["lemmas"]), "gloss": rows[i]["gloss"]} for i in ids.tolist()])
-        col.flush()
+        load_rows(col)
         out["load_s"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
         col.search(queries[0], k=10, mode="sparse")        # builds the segment's postings once
@@ -162,7 +165,7 @@ def retrieval(n_queries: int = 1000, latency_queries: int = 200, subset: int = 2
             out["modes"][mode].update(p50_ms=round(float(np.percentile(ms, 50)), 3),
                                       p99_ms=round(float(np.percentile(ms, 99)), 3))
         out["latency_queries"] = latency_queries
-        out["weight_study"] = _weight_study(col, queries, qvec, targets)
+        out["weight_study"] = _weight_study(db, load_rows, queries, qvec, targets)
     out["sparse_full_corpus"] = _sparse_full_corpus(rows, queries, targets)
     return out
 
@@ -190,23 +193,20 @@ def _sparse_full_corpus(rows, queries, targets) -> dict:
     return out
 
 
-def _weight_study(col, queries, qvec, targets) -> list[dict]:
-    """Sparse and hybrid quality for other lemma-field and fusion weights, over the same view
-    (postings are built once per field set; weights apply at query time)."""
-    from vecdb import retrieval as r
-    from vecdb.collection import PART_BITS
-    from vecdb.rows import as_vectors
-    parts = col._store.view().parts()
-    _, dense_keys = col._search_parts(parts, as_vectors(qvec, col.dim, col.metric), 50, None, {}, None)
+def _weight_study(db, load_rows, queries, qvec, targets) -> list[dict]:
+    """Sparse and hybrid quality for other lemma-field and fusion weights: one collection per
+    lemma weight (the same rows), searched through the public API."""
     study = []
     for lemma_w in (1.0, 3.0, 10.0):
-        cfg = {"fields": {"lemmas": lemma_w, "gloss": 1.0}, "stopwords": False}
-        s_scores, s_keys = r.sparse_search(parts, queries, 50, cfg, lambda p: p.alive, PART_BITS)
-        sparse = _quality(_ranks(col._hits(parts, s_scores[:, :10], s_keys[:, :10], []), targets))
+        col = db.create_collection(f"study-{lemma_w:g}", embedding="all-MiniLM-L6-v2", metric="cosine",
+                                   text_fields={"lemmas": lemma_w, "gloss": 1.0}, index={"type": "flat"})
+        load_rows(col)
+        sparse = _quality(_ranks(col.search(queries, k=10, mode="sparse", output_fields=[]), targets))
         for weights in ((1.0, 1.0), (1.0, 2.0), (1.0, 3.0), (1.0, 5.0), (2.0, 1.0)):
-            f_scores, f_keys = r.fuse(dense_keys, s_keys, 10, weights)
+            hits = col.search(queries, k=10, mode="hybrid", weights=weights, output_fields=[])
             study.append({"lemma_weight": lemma_w, "fusion_weights": list(weights), "sparse": sparse,
-                          "hybrid": _quality(_ranks(col._hits(parts, f_scores, f_keys, []), targets))})
+                          "hybrid": _quality(_ranks(hits, targets))})
+        db.drop_collection(col.name)
     return study
 
 

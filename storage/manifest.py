@@ -61,6 +61,8 @@ class Manifest:
     checkpoint: int = 0          # last WAL seq reflected in segments and bitmaps
     next_segment: int = 1
     created_at: float = field(default_factory=time.time)
+    embedding: str | None = None   # embedding model name (vecdb.rag.embedding); None: vectors only
+    text: dict | None = None       # {"fields": {name: weight}, "stopwords", "source"}; None: no BM25
 
     def files(self) -> set[str]:
         """Data files (segments, bitmaps) this version needs."""
@@ -88,6 +90,9 @@ class Manifest:
         body = asdict(self)
         body["segments"] = [{k: v for k, v in asdict(s).items() if v is not None or k in _ALWAYS}
                             for s in self.segments]
+        for optional in ("embedding", "text"):      # absent when unset: older readers still read it
+            if body[optional] is None:
+                del body[optional]
         return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **body}, indent=1)
 
     def to_bytes(self) -> bytes:

@@ -354,7 +354,7 @@ def test_one_code_path_over_both_targets(target, tmp_path, capsys):
     with vecdb.connect(tmp_path / "check") as db:     # the engine's answer to the same query
         col = db.create_collection("c", dim=3, schema={"year": "int64", "tag": "string"})
         col.upsert(ids=list(range(8)), vectors=X, payloads=[{"year": 2000 + i, "tag": "xy"[i % 2]} for i in range(8)])
-        expect = col.search(X[3], k=3, filter="tag = 'y'", output_fields=["year"])[0]
+        expect = col.search(X[3], k=3, filter="tag = 'y'", output_fields=["year"])   # a 1-d query: one list
     assert [h["id"] for h in hits] == [h.id for h in expect]
     np.testing.assert_allclose([h["score"] for h in hits], [h.score for h in expect], rtol=1e-5)
     assert json.loads(run(capsys, "collections", "describe", name, *where)[1])["rows"] == 8

@@ -7,6 +7,7 @@
     vecdb search NAME (--query 0.1,0.2,... | --query-file Q.npy) [-k K] [--filter EXPR]
     vecdb snapshot NAME PATH / vecdb restore SOURCE NAME / vecdb stats [NAME]
     vecdb info DIR                                     every collection's stats (read-only)
+    vecdb ingest --data DIR --collection NAME SOURCES...  chunk, embed and store documents
     vecdb verify DIR                                   check checksums and versions offline
 
 Every data command takes ``--data DIR`` (the embedded engine on that directory) or
@@ -175,6 +176,42 @@ def cmd_info(args) -> int:
         for name in db.list_collections():
             _print_json(db.get_collection(name).stats())
     return 0
+
+
+def cmd_ingest(args) -> int:
+    from vecdb import rag
+    payload = _payload_fields(args.payload_field)
+    with open_target(args, write=True, create=True) as db:
+        exists = args.collection in db.list_collections()
+        model = None
+        if args.vector_field is None:
+            from vecdb.rag.embedding import DEFAULT_MODEL
+            model = (args.model or (db.get_collection(args.collection).embedding if exists else None)
+                     or DEFAULT_MODEL)
+        elif not exists and args.dim is None:
+            raise UsageError("a new collection fed by --vector-field needs --dim")
+        col = rag.open_collection(db, args.collection, payload_schema=payload, dim=args.dim,
+                                  embedding=model)
+        summary = rag.ingest(col, args.sources, text_field=args.text_field, id_field=args.id_field,
+                             payload_fields=list(payload), vector_field=args.vector_field,
+                             chunk_tokens=args.chunk_tokens, overlap=args.overlap,
+                             embedder=model, batch_size=args.batch_size,
+                             progress=not args.quiet)
+        if args.flush:
+            col.flush()
+        print(summary)
+    return EXIT_FAILED if summary.failed and args.strict else 0
+
+
+def _payload_fields(specs: list[str] | None) -> dict[str, str]:
+    """--payload-field NAME[:TYPE] values as a schema (type default string)."""
+    out = {}
+    for spec in specs or []:
+        name, _, kind = spec.partition(":")
+        if not name:
+            raise UsageError(f"--payload-field {spec!r}: expected NAME or NAME:TYPE")
+        out[name] = kind or "string"
+    return out
 
 
 def cmd_verify(args) -> int:
@@ -498,6 +535,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", parents=[target], help="rows, segments, index state (JSON, one collection a line)")
     p.add_argument("name", nargs="?", help="one collection (default: all)")
     p.set_defaults(run=cmd_stats)
+
+    p = sub.add_parser(
+        "ingest", help="chunk, embed and store text, Markdown, HTML, JSONL, CSV or Parquet sources",
+        description="Chunk documents by tokens, embed them (all-MiniLM-L6-v2 by default, offline) "
+        "and upsert them into a collection, created with the model's dim and metric cosine if "
+        "missing. Re-running skips unchanged sources and replaces changed ones; bad files are "
+        "reported and skipped.")
+    p.add_argument("--data", metavar="DIR", required=True, help="database directory (created if missing)")
+    p.add_argument("--collection", required=True, metavar="NAME", help="collection to write")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="files, folders or globs")
+    p.add_argument("--text-field", default="text", metavar="F",
+                   help="JSONL/CSV/Parquet field holding the text (default: %(default)s)")
+    p.add_argument("--id-field", metavar="F", help="JSONL/CSV/Parquet field holding a document id")
+    p.add_argument("--payload-field", action="append", metavar="F[:TYPE]",
+                   help="a JSONL/CSV/Parquet field to keep as payload (repeatable; type default string)")
+    p.add_argument("--vector-field", metavar="F",
+                   help="import this Parquet/Arrow/JSONL vector field as is, without embedding")
+    p.add_argument("--dim", type=_positive, help="dim of a new collection fed by --vector-field")
+    p.add_argument("--chunk-tokens", type=_positive, default=256, metavar="N",
+                   help="tokens per chunk (default: %(default)s; capped at the model's limit)")
+    p.add_argument("--overlap", type=int, default=32, metavar="N",
+                   help="tokens shared by consecutive chunks (default: %(default)s)")
+    p.add_argument("--model", metavar="NAME|PATH",
+                   help="embedding model: all-MiniLM-L6-v2 or a local model directory (default: the "
+                   "collection's embedding, else all-MiniLM-L6-v2)")
+    p.add_argument("--batch-size", type=_positive, default=64, metavar="N",
+                   help="texts per model batch (default: %(default)s)")
+    p.add_argument("--flush", action="store_true", help="seal the written rows into a segment afterwards")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any source failed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_ingest, server=None)
 
     p = sub.add_parser("info", help="every collection's stats in a database directory (read-only)",
                        description="Print every collection's stats, one JSON line each, opening DIR "

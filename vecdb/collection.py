@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vecdb import filter as filters, scroll as paging
+from vecdb import filter as filters, retrieval, scroll as paging
 from vecdb.errors import InvalidArgument, InvalidId, InvalidVector, SchemaError
 from vecdb.hits import Hit, Record
 from vecdb.index.base import check_search_params
@@ -81,6 +81,26 @@ class Collection:
         return self._store.manifest.version
 
     @property
+    def embedding(self) -> str | None:
+        """The embedding model text queries and ``add_texts`` use; None: vectors only."""
+        return self._store.manifest.embedding
+
+    @property
+    def text_fields(self) -> dict[str, float] | None:
+        """The BM25 text fields and their weights; None: no sparse search."""
+        text = self._store.manifest.text
+        return dict(text["fields"]) if text else None
+
+    def embedder(self):
+        """The collection's embedder (loaded once per process); InvalidArgument if it has none."""
+        name = self._store.manifest.embedding
+        if name is None:
+            raise InvalidArgument(f"collection {self.name!r} has no embedding function: pass vectors, "
+                                  "or create it with embedding=")
+        from vecdb.rag.embedding import get_embedder
+        return get_embedder(name)
+
+    @property
     def read_only(self) -> bool:
         return self._store.read_only
 
@@ -136,6 +156,27 @@ class Collection:
                                     f"{self._store.manifest.id_type}")
         self._store.upsert(rows.batch, rows.vectors)
         return n
+
+    def add_texts(self, texts: Sequence[str], payloads: Sequence[dict | None] | None = None,
+                  ids: Sequence | None = None, *, batch_size: int = 64) -> list:
+        """Embed ``texts`` with the collection's model and upsert them; returns the ids (default:
+        a hash of each text, so re-adding is idempotent). Each text is stored in the ``text``
+        field (or the first text field when none is called ``text``) beside its payload.
+        Validated like ``upsert``: a failed call writes nothing."""
+        self._store._check_open(write=True)
+        m = self._store.manifest
+        embedder = self.embedder()
+        texts, merged = retrieval.text_rows(texts, payloads, m.text["source"])
+        if ids is None:
+            ids = retrieval.text_ids(texts, m.id_type)
+            if len(set(ids)) != len(ids):
+                raise InvalidArgument("texts repeat within the batch (their default ids collide); "
+                                      "drop the repeats or pass ids")
+        elif isinstance(ids, (str, bytes)) or len(ids) != len(texts):
+            raise InvalidId(f"ids must be a list of one id per text ({len(texts)})")
+        payload_columns(merged, m.schema, len(merged))           # bad payloads fail before embedding
+        self.upsert(list(ids), embedder.encode(texts, batch_size=batch_size), merged)
+        return list(ids)
 
     def delete(self, ids: Sequence | None = None, *, filter: str | None = None) -> int:
         """Delete rows by ids or by filter (exactly one); returns how many rows were deleted."""
@@ -310,35 +351,60 @@ class Collection:
         records = [Record(i, vectors[j] if with_vectors else empty, payloads[j]) for j, i in enumerate(ids)]
         return records, paging.encode_cursor(ids[-1]) if more else None
 
-    def search(self, queries, k: int = 10, *, filter: str | None = None,
-               output_fields: Sequence[str] | None = None, params: dict | None = None,
-               explain: bool = False, version: int | None = None):
-        """Top-k per query, best first; one list of hits per query row.
+    def search(self, queries, k: int = 10, *, mode: str = "dense", weights=None,
+               filter: str | None = None, output_fields: Sequence[str] | None = None,
+               params: dict | None = None, explain: bool = False, version: int | None = None):
+        """Top-k hits, best first: one list for a single query (a string or a (dim,) vector), a
+        list of lists for a batch (a list of strings or a (q, dim) array).
 
-        ``queries`` is (q, dim) (or one (dim,) vector); ``filter`` restricts the candidate rows;
-        ``output_fields`` names the payload fields to return (default: all); ``params`` tunes
-        ANN search (``ef``, ``nprobe``, ``rescore``). Segments without a ready index are
-        searched exactly. With ``explain=True`` returns ``(hits, plan)``: per part (segment or
-        memtable) the strategy chosen, why, the selectivity and the time taken. ``version``
-        searches the collection as of that manifest version (``at_version``).
+        Strings are embedded with the collection's model (``embedding=``). ``mode``: ``dense``
+        (vectors), ``sparse`` (BM25 over the text fields; strings only) or ``hybrid``
+        (reciprocal rank fusion, k=60, of dense and sparse top lists; hit scores are the RRF
+        scores); ``weights`` (dense, sparse) weighs the fusion. ``filter`` restricts the
+        candidate rows; ``output_fields`` names the payload fields to return (default: all);
+        ``params`` tunes ANN search (``ef``, ``nprobe``, ``rescore``). Segments without a ready
+        index are searched exactly. With ``explain=True`` returns ``(hits, plan)``: per part
+        the strategy chosen, why, the selectivity and the time taken. ``version`` searches the
+        collection as of that manifest version (``at_version``).
         """
         if version is not None:
             with self.at_version(version) as past:
-                return past.search(queries, k, filter=filter, output_fields=output_fields,
-                                   params=params, explain=explain)
+                return past.search(queries, k, mode=mode, weights=weights, filter=filter,
+                                   output_fields=output_fields, params=params, explain=explain)
         m = self._store.manifest
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
             raise InvalidArgument(f"k must be an integer in [1, {MAX_K}], got {k!r}")
-        q = as_vectors(queries, m.dim, m.metric, what="queries")
-        if len(q) == 0:
-            raise InvalidVector("queries is empty")
+        fusion = retrieval.check_mode(mode, weights)
+        texts, vectors, single = retrieval.parse_queries(queries)
+        if mode != "dense" and texts is None:
+            raise InvalidArgument(f"mode={mode!r} needs text queries (strings), not vectors")
+        if mode != "dense" and m.text is None:
+            raise InvalidArgument(f"mode={mode!r} needs text fields: collection {self.name!r} has none "
+                                  "(create it with text_field= or text_fields=)")
         params = check_search_params(params)
         fields = self._output_fields(output_fields, m.schema)
         expr = self._compile_filter(filter) if filter is not None else None
+        if mode != "sparse":
+            if texts is not None:
+                vectors = self.embedder().encode(texts)
+            q = as_vectors(vectors, m.dim, m.metric, what="queries")
+            if len(q) == 0:
+                raise InvalidVector("queries is empty")
         parts = self._store.view().parts()
         plan = [] if explain else None
-        scores, keys = self._search_parts(parts, q, int(k), expr, params, plan, m)
+        fetch = int(k) if mode == "dense" else min(MAX_K, max(2 * int(k), retrieval.HYBRID_FETCH_MIN))
+        if mode != "sparse":
+            scores, keys = self._search_parts(parts, q, fetch, expr, params, plan, m)
+        if mode != "dense":
+            s_scores, s_keys = retrieval.sparse_search(parts, texts, fetch, m.text,
+                                                       lambda p: self._allowed(expr, p)[0], PART_BITS, plan)
+        if mode == "sparse":
+            scores, keys = s_scores[:, :k], s_keys[:, :k]
+        elif mode == "hybrid":
+            scores, keys = retrieval.fuse(keys, s_keys, int(k), fusion)
         hits = self._hits(parts, scores, keys, fields)
+        if single:
+            hits = hits[0]
         return (hits, plan) if explain else hits
 
     def _search_parts(self, parts: Sequence[Part], q: np.ndarray, k: int, expr, params: dict,
@@ -492,6 +558,7 @@ class Collection:
                     "use": f"exact scans of sealed segments for batches of >= {GPU_MIN_QUERIES} queries"
                     if backend else "none"},
             "memtable_rows": view.memtable.n if view.memtable else 0,
+            "embedding": view.manifest.embedding, "text": view.manifest.text,
             "durability": self._store.options.durability,
             "integrity": self._store.background_errors(),
         }

@@ -15,8 +15,10 @@ import threading
 import time
 from pathlib import Path
 
+from vecdb import retrieval
 from vecdb.collection import Collection
-from vecdb.errors import (AlreadyExists, CollectionNotFound, InvalidArgument, Unavailable)
+from vecdb.errors import (AlreadyExists, CollectionNotFound, DimensionMismatch, InvalidArgument,
+                          Unavailable)
 from vecdb.index.base import check_index_config
 from vecdb.storage import snapshot
 from vecdb.storage.lock import DirLock
@@ -107,9 +109,11 @@ class Database:
                                   f"(at most 128 characters)")
         return self.path / "collections" / name
 
-    def create_collection(self, name: str, dim: int, metric: str = "cosine", *,
+    def create_collection(self, name: str, dim: int | None = None, metric: str = "cosine", *,
                           schema: dict[str, str] | None = None, id_type: str | None = None,
-                          index: dict | None = None) -> Collection:
+                          index: dict | None = None, embedding: str | None = None,
+                          text_field: str | None = None, text_fields=None,
+                          stopwords: bool = False) -> Collection:
         """Create a collection; raises ``AlreadyExists`` if the name is taken.
 
         metric: ``cosine`` (vectors stored normalised; score = cosine similarity), ``dot``
@@ -121,10 +125,28 @@ class Database:
         ``ivf_flat``, ``ivf_pq`` or ``sq_fp16`` with build params, e.g.
         ``{"type": "hnsw", "m": 32, "ef_construction": 200}``; sealed segments get their index
         built in the background and are searched exactly until it is ready.
+
+        embedding: a model name (``all-MiniLM-L6-v2``, the packaged default, or a local model
+        directory) that ``add_texts`` and text queries embed with; ``dim`` defaults to the
+        model's. text_field / text_fields: the string field(s) BM25 indexes for
+        ``mode="sparse"``/``"hybrid"``, e.g. ``{"title": 2.0, "text": 1.0}`` (weights); they
+        are added to the schema if missing (default with an embedding: ``text``). stopwords:
+        drop common English words from BM25. The config persists with the collection.
         """
         self._check_open()
         self._check_writable()
         directory = self._dir(name)
+        if embedding is not None:
+            if not isinstance(embedding, str) or not embedding:
+                raise InvalidArgument(f"embedding must be a model name or path, got {embedding!r}")
+            from vecdb.rag.embedding import get_embedder
+            model_dim = get_embedder(embedding).dim
+            if dim is None:
+                dim = model_dim
+            elif dim != model_dim:
+                raise DimensionMismatch(f"dim={dim} but embedding {embedding!r} gives {model_dim}-d vectors")
+        elif dim is None:
+            raise InvalidArgument("create_collection needs dim (or an embedding model to infer it from)")
         if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
             raise InvalidArgument(f"dim must be an integer in [1, {MAX_DIM}], got {dim!r}")
         if metric not in METRICS:
@@ -132,19 +154,23 @@ class Database:
         if id_type is not None and id_type not in ID_TYPES:
             raise InvalidArgument(f"id_type must be one of {ID_TYPES} or None, got {id_type!r}")
         fields = check_payload_schema(schema)
+        text = retrieval.text_config(text_field, text_fields, stopwords, fields, embedding)
+        fields = check_payload_schema(fields)          # text fields it added: names checked too
         index_config = check_index_config(index)
         with self._lock:
             if directory.exists():
                 raise AlreadyExists(f"collection {name!r} already exists")
             manifest = Manifest(version=1, name=name, dim=dim, metric=metric, id_type=id_type,
-                                schema=fields, index=index_config)
+                                schema=fields, index=index_config, embedding=embedding, text=text)
             col = Collection(CollectionStore.create(directory, manifest, self.options))
             self._collections[name] = col
             return col
 
-    def get_or_create_collection(self, name: str, dim: int, metric: str = "cosine", *,
+    def get_or_create_collection(self, name: str, dim: int | None = None, metric: str = "cosine", *,
                                  schema: dict[str, str] | None = None, id_type: str | None = None,
-                                 index: dict | None = None) -> Collection:
+                                 index: dict | None = None, embedding: str | None = None,
+                                 text_field: str | None = None, text_fields=None,
+                                 stopwords: bool = False) -> Collection:
         """The collection ``name``, created as ``create_collection`` would if it does not exist.
 
         An existing collection must match ``dim`` and ``metric``, and ``schema``, ``id_type``
@@ -157,18 +183,26 @@ class Database:
         with self._lock:
             if not (directory / "manifest").is_dir():
                 return self.create_collection(name, dim, metric, schema=schema, id_type=id_type,
-                                              index=index)
+                                              index=index, embedding=embedding, text_field=text_field,
+                                              text_fields=text_fields, stopwords=stopwords)
             col = self.get_collection(name)
             m = col._store.manifest
-            wanted = {"dim": dim, "metric": metric}
+            wanted = {"metric": metric}
+            if dim is not None:
+                wanted["dim"] = dim
+            if embedding is not None:
+                wanted["embedding"] = embedding
+            if text_field is not None or text_fields is not None:
+                wanted["text"] = retrieval.text_config(text_field, text_fields, stopwords, {}, embedding)
             if schema is not None:
                 wanted["schema"] = check_payload_schema(schema)
+                retrieval.text_config(text_field, text_fields, stopwords, wanted["schema"], embedding)
             if id_type is not None:
                 wanted["id_type"] = id_type
             if index is not None:
                 wanted["index"] = check_index_config(index)
             have = {"dim": m.dim, "metric": m.metric, "schema": dict(m.schema), "id_type": m.id_type,
-                    "index": dict(m.index)}
+                    "index": dict(m.index), "embedding": m.embedding, "text": m.text}
             for key, value in wanted.items():
                 if value != have[key]:
                     raise InvalidArgument(f"collection {name!r} exists with {key}={have[key]!r}, "

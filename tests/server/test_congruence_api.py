@@ -67,3 +67,14 @@ def test_reads_as_of_a_version(backend):
     assert [r.id for r in page] == [0, 1, 2, 3, 4]
     with col.at_version(v) as old:
         assert old.count() == 5 and [r.id for r in old.scroll(limit=2)[0]] == [0, 1]
+
+
+def test_single_query_gives_one_list_batch_a_list_per_query(backend):
+    col, X = _col(backend, n=6)
+    one = col.search(X[2], k=3)                       # one (dim,) vector: one list of hits
+    assert [h.id for h in one] == [2, 1, 3]
+    assert col.search(X[2].tolist(), k=3) == one
+    assert col.search(X[2:3], k=3) == [one]           # a (1, dim) batch: a list per query
+    assert [[h.id for h in row] for row in col.search(X[:2], k=1)] == [[0], [1]]
+    hits, plan = col.search(X[2], k=1, explain=True)
+    assert [h.id for h in hits] == [2] and plan

@@ -102,6 +102,8 @@ def test_hit_payloads_from_segments_and_memtable(tmp_path, metric):
         for queries in (X[7], X[:4], X[40:41]):
             for k, fields in ((5, None), (100, None), (10, []), (10, ["year", "tags", "score"])):
                 hits = col.search(queries, k=k, output_fields=fields)
+                if queries.ndim == 1:            # a single (dim,) query: one list of hits
+                    hits = [hits]
                 assert len(hits) == len(np.atleast_2d(queries))
                 for row in hits:
                     assert len(row) == min(k, len(alive))
@@ -110,7 +112,7 @@ def test_hit_payloads_from_segments_and_memtable(tmp_path, metric):
                         want = stored[h.id] if fields is None else {f: v for f, v in stored[h.id].items() if f in fields}
                         assert h.payload == want
                     assert len({id(h.payload) for h in row}) == len(row)   # each hit its own dict
-        assert col.search(X[7], k=3, filter="year < 0") == [[]]
+        assert col.search(X[7], k=3, filter="year < 0") == []
 
 
 def test_store_view_reused_until_a_write_and_still_a_snapshot(tmp_path):
@@ -122,20 +124,20 @@ def test_store_view_reused_until_a_write_and_still_a_snapshot(tmp_path):
         v1 = store.view()
         assert store.view() is v1                       # nothing moved: the same snapshot
         assert v1.parts() == (v1.parts()[0],)           # immutable: shared by every reader
-        assert {h.id for h in col.search(X[2], k=5)[0]} == {"a", "b"}
+        assert {h.id for h in col.search(X[2], k=5)} == {"a", "b"}
         col.upsert(ids=["c"], vectors=X[2:3])
         v2 = store.view()
         assert v2 is not v1 and v2.seq > v1.seq
-        assert [h.id for h in col.search(X[2], k=1)[0]] == ["c"]
+        assert [h.id for h in col.search(X[2], k=1)] == ["c"]
         col.delete(ids=["c"])
         assert store.view() is not v2
-        assert {h.id for h in col.search(X[2], k=5)[0]} == {"a", "b"}
+        assert {h.id for h in col.search(X[2], k=5)} == {"a", "b"}
         col.flush()
         v3 = store.view()
         assert v3 is not v1 and len(v3.segments) == 1 and v3.memtable.n == 0
         assert [len(p.vectors) for p in v1.parts()] == [2] and v1.parts()[0].alive is None
         col.delete(ids=["a"])                           # a delete in a sealed segment
-        assert [h.id for h in col.search(X[0], k=5)[0]] == ["b"]
+        assert [h.id for h in col.search(X[0], k=5)] == ["b"]
         assert v3.parts()[0].alive is None              # the older view still sees "a"
         assert store.view().parts()[0].alive.tolist() == [False, True]
 

@@ -44,7 +44,7 @@ def test_merges_fields_and_keeps_vectors_bit_for_bit(col):
     for i in before:                                                  # segment and memtable rows
         np.testing.assert_array_equal(after[i][0], before[i][0])
     assert col.count() == 4 and col.count(filter="tag = 'new'") == 1
-    hits = col.search(before["a"][0], k=1, output_fields=["tag"])[0]
+    hits = col.search(before["a"][0], k=1, output_fields=["tag"])
     assert hits[0].id == "a" and hits[0].payload == {"tag": "new"}
     assert hits[0].score == pytest.approx(1.0, abs=1e-6)
 

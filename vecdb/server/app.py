@@ -53,7 +53,9 @@ class VecdbServer:
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self.port: int | None = None
         self.metrics_port: int | None = None
+        self.http_port: int | None = None
         self._server: grpc.aio.Server | None = None
+        self._http = None
 
     async def start(self) -> int:
         """Bind, open the database, flip health to SERVING; returns the bound port."""
@@ -86,6 +88,10 @@ class VecdbServer:
         if c.metrics_port is not None:
             metrics_host = "127.0.0.1" if c.host in config_mod.LOOPBACK else c.host
             self.metrics_port = self.metrics.serve(c.metrics_port, metrics_host)
+        if c.http_port is not None:
+            from vecdb.http.server import HttpServer      # FastAPI loads only when the gateway is on
+            self._http = await HttpServer.start(self.gate, c)
+            self.http_port = self._http.port
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         return self.port
 
@@ -98,6 +104,8 @@ class VecdbServer:
     async def stop(self, grace: float | None = None) -> None:
         """Drain: health NOT_SERVING, refuse new calls, finish in-flight ones, close the database."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._http is not None:
+            await self._http.stop()
         if self._server is not None:
             await self._server.stop(self.config.grace_s if grace is None else grace)
         db, self.gate.database = self.gate.database, None
@@ -202,6 +210,8 @@ async def _serve(config: ServerConfig) -> int:
     print(f"listening on {config.host}:{port}", flush=True)
     if server.metrics_port is not None:
         print(f"metrics on {config.host}:{server.metrics_port}", flush=True)
+    if server.http_port is not None:
+        print(f"http on {config.host}:{server.http_port}", flush=True)
     await stop.wait()
     log.info("draining: grace %.1fs", config.grace_s)
     await server.stop()

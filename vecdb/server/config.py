@@ -36,6 +36,10 @@ OPTIONS = [
     Option("tls_cert", str, None, "PEM certificate file (with --tls-key: serve TLS)"),
     Option("tls_key", str, None, "PEM private key file"),
     Option("metrics_port", int, None, "serve Prometheus metrics on this port (off when unset)"),
+    Option("http_port", int, None, "serve the HTTP gateway (JSON, RAG chat, page at /) on this port (off when unset)"),
+    Option("llm_base_url", str, None, "OpenAI-compatible LLM for RAG chat, e.g. http://127.0.0.1:8080/v1 "
+           "(key from OPENAI_API_KEY or VECDB_LLM_API_KEY)"),
+    Option("llm_model", str, None, "the model name to ask the LLM server for"),
     Option("max_message_bytes", int, 64 << 20, "largest request or response message"),
     Option("max_batch_rows", int, 1_000_000, "most rows in one upsert batch"),
     Option("max_k", int, 16_384, "largest k a search may ask for"),
@@ -58,6 +62,9 @@ class ServerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     metrics_port: int | None = None
+    http_port: int | None = None
+    llm_base_url: str | None = None
+    llm_model: str | None = None
     max_message_bytes: int = 64 << 20
     max_batch_rows: int = 1_000_000
     max_k: int = 16_384
@@ -141,8 +148,11 @@ def _check(c: ServerConfig) -> ServerConfig:
     for name in ("max_message_bytes", "max_batch_rows", "max_k", "max_concurrency", "workers"):
         if getattr(c, name) is not None and getattr(c, name) < 1:
             raise InvalidArgument(f"setting {name} must be at least 1, got {getattr(c, name)}")
-    if not 0 <= c.port <= 65535:
-        raise InvalidArgument(f"port must be in [0, 65535], got {c.port}")
+    for name in ("port", "metrics_port", "http_port"):
+        if getattr(c, name) is not None and not 0 <= getattr(c, name) <= 65535:
+            raise InvalidArgument(f"{name} must be in [0, 65535], got {getattr(c, name)}")
+    if bool(c.llm_base_url) != bool(c.llm_model):
+        raise InvalidArgument("the RAG chat's LLM needs both --llm-base-url and --llm-model")
     if bool(c.tls_cert) != bool(c.tls_key):
         raise InvalidArgument("TLS needs both --tls-cert and --tls-key")
     for f in (c.tls_cert, c.tls_key):

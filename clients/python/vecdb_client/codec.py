@@ -24,6 +24,14 @@ _F32 = np.dtype("<f4")
 
 # ---- vectors ---------------------------------------------------------------------------
 
+def is_single_vector(queries) -> bool:
+    """True for one (dim,) vector (its search returns one list of hits), False for a batch."""
+    if isinstance(queries, np.ndarray):
+        return queries.ndim == 1
+    return (isinstance(queries, (list, tuple)) and len(queries) > 0
+            and isinstance(queries[0], (int, float, np.number)) and not isinstance(queries[0], bool))
+
+
 def vectors_to_pb(vectors, what: str = "vectors") -> pb.Vectors:
     """(n, dim) numbers (or one (dim,) vector) as packed float32; no copy for float32 input."""
     if isinstance(vectors, np.ndarray) and vectors.dtype == _F32 and vectors.ndim == 2:

@@ -266,8 +266,10 @@ class CollectionOps:
     def search(self, queries, k: int = 10, *, filter: str | None = None,
                output_fields: Sequence[str] | None = None, params: dict | None = None,
                explain: bool = False, version: int | None = None):
-        """Top-k per query, best first: one list of ``Hit`` per query row; with
-        ``explain=True``, ``(hits, plan)``."""
+        """Top-k, best first: one list of ``Hit`` for a single (dim,) vector, one list per
+        query row for a (q, dim) batch (as the embedded API); with ``explain=True``,
+        ``(hits, plan)``."""
+        single = codec.is_single_vector(queries)
         req = self._with_version(search_pb2.SearchRequest(collection=self._name, k=_uint(k, "k", low=0),
                                                           explain=bool(explain)))
         req.queries.CopyFrom(codec.vectors_to_pb(queries, "queries"))
@@ -277,10 +279,12 @@ class CollectionOps:
             req.version = version
         _fields(req, output_fields)
         codec.value_map_to_pb(params, req.params, "params")
+        def hits(r):
+            out = codec.hits_from_pb(r.results)
+            return out[0] if single else out
         if explain:
-            return self._invoke("search", "Search", req,
-                                lambda r: (codec.hits_from_pb(r.results), codec.plan_from_json(r.plan_json)))
-        return self._invoke("search", "Search", req, lambda r: codec.hits_from_pb(r.results))
+            return self._invoke("search", "Search", req, lambda r: (hits(r), codec.plan_from_json(r.plan_json)))
+        return self._invoke("search", "Search", req, hits)
 
     def stats(self):
         return self._invoke("admin", "Stats", admin_pb2.CollectionRequest(collection=self._name),

@@ -363,8 +363,9 @@ class Collection:
         scores); ``weights`` (dense, sparse) weighs the fusion. ``filter`` restricts the
         candidate rows; ``output_fields`` names the payload fields to return (default: all);
         ``params`` tunes ANN search (``ef``, ``nprobe``, ``rescore``). Segments without a ready
-        index are searched exactly. With ``explain=True`` returns ``(hits, plan)``: per part
-        the strategy chosen, why, the selectivity and the time taken. ``version`` searches the
+        index are searched exactly. With ``explain=True`` returns ``(hits, plan)``: per part the
+        planner's ``strategy`` and ``reason``, the ``steps`` it allows, the steps that ``ran``,
+        ``est_cost``, the selectivity and ``ms``. ``version`` searches the
         collection as of that manifest version (``at_version``).
         """
         if version is not None:

@@ -106,13 +106,7 @@ def create_app(gate, llm: LLM | None = None, *, max_k: int = 16_384, max_batch_r
     @asynccontextmanager
     async def admitted(request: Request, method: str):
         metadata = [(k, v) for k, v in request.headers.items() if k in ("authorization", "x-api-key")]
-        gate.auth.check(metadata, method)
-        if gate.database is None:
-            raise Unavailable("the server is starting or shutting down; retry shortly")
-        if gate.in_flight >= gate.max_concurrency:
-            raise ResourceExhausted(f"{gate.in_flight} requests in flight, the limit is "
-                                    f"{gate.max_concurrency}; retry with backoff")
-        gate.in_flight += 1
+        gate.admit(metadata, method)
         t0, code = time.perf_counter(), "OK"
         try:
             yield

@@ -33,6 +33,17 @@ class Gate:
         self.in_flight = 0
         self.touched: set[str] = set()      # collections served since start (flushed on drain)
 
+    def admit(self, metadata, method: str) -> None:
+        """Check the caller's key, that the server is serving and the concurrency limit, then
+        count the call in flight (the caller decrements ``in_flight`` when it ends)."""
+        self.auth.check(metadata, method)
+        if self.database is None:
+            raise Unavailable("the server is starting or shutting down; retry shortly")
+        if self.in_flight >= self.max_concurrency:
+            raise ResourceExhausted(f"{self.in_flight} requests in flight, the limit is "
+                                    f"{self.max_concurrency}; retry with backoff")
+        self.in_flight += 1
+
     @asynccontextmanager
     async def call(self, method: str, context: grpc.aio.ServicerContext):
         """Admit a call, then map whatever it raises to a status (the message names the problem)."""
@@ -40,13 +51,7 @@ class Gate:
         code = "OK"
         admitted = recorded = False
         try:
-            self.auth.check(context.invocation_metadata(), method)
-            if self.database is None:
-                raise Unavailable("the server is starting or shutting down; retry shortly")
-            if self.in_flight >= self.max_concurrency:
-                raise ResourceExhausted(f"{self.in_flight} requests in flight, the limit is "
-                                        f"{self.max_concurrency}; retry with backoff")
-            self.in_flight += 1
+            self.admit(context.invocation_metadata(), method)
             admitted = True
             yield
         except VecdbError as e:

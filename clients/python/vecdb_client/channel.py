@@ -22,6 +22,14 @@ def credentials(tls: bool | bytes, root_certs: bytes | None) -> grpc.ChannelCred
     return grpc.ssl_channel_credentials(root_certificates=root_certs)
 
 
+def open_channel(module, address: str, tls: bool | bytes, root_certs: bytes | None):
+    """A channel to ``address`` from ``module`` (``grpc`` or ``grpc.aio``), TLS as ``credentials``."""
+    creds = credentials(tls, root_certs)
+    if creds is None:
+        return module.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return module.secure_channel(address, creds, options=CHANNEL_OPTIONS)
+
+
 def metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_key}"),) if api_key else ()
 

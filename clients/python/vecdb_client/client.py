@@ -30,13 +30,11 @@ class Client(DatabaseOps):
 
     def __init__(self, address: str, *, api_key: str | None = None, tls: bool | bytes = False,
                  root_certs: bytes | None = None, timeout: float | None = None, retries: int = 3):
-        creds = channel.credentials(tls, root_certs)
         self.address = address
         self.timeout = timeout
         self.retries = retries
         self._metadata = channel.metadata(api_key)
-        self._channel = (grpc.secure_channel(address, creds, options=channel.CHANNEL_OPTIONS) if creds
-                         else grpc.insecure_channel(address, options=channel.CHANNEL_OPTIONS))
+        self._channel = channel.open_channel(grpc, address, tls, root_certs)
         self._stubs = {k: stub(self._channel) for k, stub in _STUBS.items()}
 
     def _invoke(self, service: str, method: str, request, parse):
